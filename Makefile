@@ -1,0 +1,35 @@
+# Two commands do all set-up on a fresh machine: `make demo` and `make test`.
+# Both create .venv if it is missing and install the pinned requirements.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test faults bench install clean
+
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt -r requirements-dev.txt
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/ksync demo $(DEMO_ARGS)
+
+test: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+faults: $(STAMP)
+	$(PY) -m pytest -m faults -p no:randomly $(PYTEST_ARGS) tests/faults
+	$(PY) -m tests.faults.report
+
+bench: $(STAMP)
+	$(PY) bench/ratelimit.py
+	$(PY) bench/pipeline.py
+
+clean:
+	rm -rf $(VENV) .ksync .pytest_cache
