@@ -1,1 +1,36 @@
-"""klaviyo"""
+"""Klaviyo REST API client: ``from klaviyo import KlaviyoClient``."""
+
+from .client import DEFAULT_BASE_URL, REVISION, KlaviyoClient, RetryPolicy
+from .exceptions import (
+    KlaviyoAPIError,
+    KlaviyoAuthError,
+    KlaviyoConflictError,
+    KlaviyoNetworkError,
+    KlaviyoNotFoundError,
+    KlaviyoRateLimitError,
+    KlaviyoServerError,
+    KlaviyoValidationError,
+)
+from .limits import LocalTokenBucket, NoRateLimit, RateLimitTimeout, operation_limits
+from .models import (
+    AcceptedJob,
+    BulkEventsResult,
+    BulkImportJob,
+    EventResult,
+    KlaviyoEvent,
+    KlaviyoList,
+    KlaviyoProfile,
+    KlaviyoSegment,
+    ProfileImportError,
+    ProfileLocation,
+    ProfileUpsertResult,
+)
+
+__all__ = [
+    "DEFAULT_BASE_URL", "REVISION", "KlaviyoClient", "RetryPolicy",
+    "KlaviyoAPIError", "KlaviyoAuthError", "KlaviyoConflictError", "KlaviyoNetworkError", "KlaviyoNotFoundError",
+    "KlaviyoRateLimitError", "KlaviyoServerError", "KlaviyoValidationError",
+    "LocalTokenBucket", "NoRateLimit", "RateLimitTimeout", "operation_limits",
+    "AcceptedJob", "BulkEventsResult", "BulkImportJob", "EventResult", "KlaviyoEvent", "KlaviyoList", "KlaviyoProfile",
+    "KlaviyoSegment", "ProfileImportError", "ProfileLocation", "ProfileUpsertResult",
+]

@@ -1,0 +1,624 @@
+"""KlaviyoClient: the dozen Klaviyo operations ksync uses, over one pooled session.
+
+Every request goes the same way::
+
+    validate input (marshmallow) -> rate_limiter.acquire(operation) -> send -> classify
+
+and, around that, a retry budget per kind of failure (429, 5xx, network) run by
+tenacity. A 429 also tells the rate limiter to cool the bucket down for
+Retry-After seconds, so with the fleet-wide Redis limiter every worker pauses,
+not just this one. Each retry asks the limiter again: a retry is a request and
+spends the same budget.
+
+The API key lives only in the session's headers; it never reaches ``repr``, a
+log line or an exception message.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from collections import Counter
+from dataclasses import dataclass
+from typing import Iterable, Iterator
+from urllib.parse import parse_qs, urlsplit
+
+import requests
+import tenacity
+from marshmallow import ValidationError
+from requests.adapters import HTTPAdapter
+
+from .exceptions import (
+    KlaviyoAPIError,
+    KlaviyoAuthError,
+    KlaviyoConflictError,
+    KlaviyoNetworkError,
+    KlaviyoNotFoundError,
+    KlaviyoRateLimitError,
+    KlaviyoServerError,
+    KlaviyoValidationError,
+)
+from .limits import LocalTokenBucket, RateLimiter
+from .models import (
+    AcceptedJob,
+    BulkEventsResult,
+    BulkImportJob,
+    EventResult,
+    KlaviyoEvent,
+    KlaviyoList,
+    KlaviyoProfile,
+    KlaviyoSegment,
+    ProfileImportError,
+    ProfileUpsertResult,
+)
+from .schemas import (
+    BulkImportJobSchema,
+    EventAttributesSchema,
+    EventResourceSchema,
+    ImportErrorSchema,
+    ListResourceSchema,
+    ProfileAttributesSchema,
+    ProfileResourceSchema,
+    SegmentResourceSchema,
+    first_error,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BASE_URL = "https://a.klaviyo.com/api"
+#: The API revision this client is written against (the checked-in spec's).
+REVISION = "2026-07-15"
+MEDIA_TYPE = "application/vnd.api+json"
+#: Size limits Klaviyo states in prose (the spec has no maxItems); checked before sending.
+MAX_LIST_MEMBERS_PER_CALL = 1000
+MAX_BULK_IMPORT_PROFILES = 10_000
+MAX_BULK_EVENTS = 1000
+MAX_SUBSCRIBE_PROFILES = 1000
+MAX_UNSUBSCRIBE_PROFILES = 100
+MAX_PROFILE_BYTES = 100 * 1024
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How many times each kind of failure is retried, and the backoff between tries.
+
+    The defaults are the seed's: 429 three times, 5xx twice, network errors
+    twice. A 429 waits at least its Retry-After; the others back off
+    exponentially with full jitter (``backoff_base * 2**n``, capped).
+    """
+
+    max_429: int = 3
+    max_5xx: int = 2
+    max_network: int = 2
+    backoff_base: float = 0.5
+    backoff_max: float = 30.0
+
+    def budget(self, exc: BaseException) -> int:
+        if isinstance(exc, KlaviyoRateLimitError):
+            return self.max_429
+        if isinstance(exc, KlaviyoServerError):
+            return self.max_5xx
+        if isinstance(exc, KlaviyoNetworkError):
+            return self.max_network
+        return 0
+
+
+class KlaviyoClient:
+    """Klaviyo's REST API for ksync.
+
+    Parameters:
+        api_key(str): a private API key (``pk_...``).
+        base_url(str): ``https://a.klaviyo.com/api``, or a stand-in's URL.
+        revision(str): the ``revision`` header sent with every request.
+        timeout(float): seconds per HTTP request.
+        rate_limiter: ``acquire(bucket, timeout)`` / ``cool_down(bucket, s)``; default a per-process bucket.
+        retry(RetryPolicy): retry budgets per kind of failure.
+        limiter_timeout(float | None): how long to wait for a token before ``RateLimitTimeout``.
+    """
+
+    def __init__(self, api_key: str, base_url: str = DEFAULT_BASE_URL, revision: str = REVISION,
+                 timeout: float = 30, rate_limiter: RateLimiter | None = None, retry: RetryPolicy | None = None,
+                 limiter_timeout: float | None = None, pool_size: int = 10, sleep=time.sleep):
+        if not api_key:
+            raise KlaviyoAuthError("No Klaviyo API key: set KLAVIYO_API_KEY")
+        self.base_url = base_url.rstrip("/")
+        self.revision = revision
+        self.timeout = timeout
+        self.rate_limiter = rate_limiter if rate_limiter is not None else LocalTokenBucket()
+        self.retry = retry or RetryPolicy()
+        self.limiter_timeout = limiter_timeout
+        self._sleep = sleep
+        self.session = requests.Session()
+        adapter = HTTPAdapter(pool_connections=pool_size, pool_maxsize=pool_size, max_retries=0)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+        self.session.headers.update({
+            "Authorization": f"Klaviyo-API-Key {api_key}",
+            "revision": revision,
+            "Accept": MEDIA_TYPE,
+            "User-Agent": "ksync/0.1 (+https://github.com/ksync)",
+        })
+
+    @classmethod
+    def from_settings(cls, settings=None, **kwargs) -> "KlaviyoClient":
+        from settings import get_settings
+
+        s = settings or get_settings()
+        s.require("KLAVIYO_API_KEY")
+        return cls(s.klaviyo_api_key, base_url=s.klaviyo_api_base_url, revision=s.klaviyo_revision, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"KlaviyoClient(base_url={self.base_url!r}, revision={self.revision!r})"
+
+    def close(self) -> None:
+        self.session.close()
+
+    def __enter__(self) -> "KlaviyoClient":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # Profiles ----------------------------------------------------------------------------------
+
+    def create_or_update_profile(self, profile: KlaviyoProfile) -> ProfileUpsertResult:
+        """Upsert through ``POST /api/profile-import`` (201 created, 200 updated).
+
+        A 409 ``duplicate_profile`` (e-mail and phone belong to two profiles) is
+        resolved here: the upsert is repeated against the profile Klaviyo names;
+        if that still conflicts, the phone number, the weaker identifier, is left out.
+        """
+        attributes = self._profile_attributes(profile)
+        data = {"type": "profile", "attributes": attributes}
+        if profile.profile_id:
+            data["id"] = profile.profile_id
+        try:
+            response = self._request("create_or_update_profile", "POST", "/profile-import", body={"data": data})
+        except KlaviyoConflictError as conflict:
+            response = self._resolve_duplicate(attributes, conflict)
+        return self._upsert_result(response)
+
+    def _resolve_duplicate(self, attributes: dict, conflict: KlaviyoConflictError) -> requests.Response:
+        if not conflict.duplicate_profile_id:
+            raise conflict
+        data = {"type": "profile", "id": conflict.duplicate_profile_id, "attributes": attributes}
+        try:
+            return self._request("create_or_update_profile", "POST", "/profile-import", body={"data": data})
+        except KlaviyoConflictError:
+            if "phone_number" not in attributes:
+                raise
+            log.info("profile conflict persists; upserting without phone_number", extra={"fields": {"profile_id": conflict.duplicate_profile_id}})
+            data["attributes"] = {k: v for k, v in attributes.items() if k != "phone_number"}
+            return self._request("create_or_update_profile", "POST", "/profile-import", body={"data": data})
+
+    def _upsert_result(self, response: requests.Response) -> ProfileUpsertResult:
+        profile = self._load(ProfileResourceSchema(), self._json(response).get("data"), "profile")
+        return ProfileUpsertResult(profile_id=profile.profile_id, email=profile.email,
+                                   created=response.status_code == 201, profile=profile)
+
+    def create_profile(self, profile: KlaviyoProfile) -> KlaviyoProfile:
+        """``POST /api/profiles``; a taken identifier raises ``KlaviyoConflictError``."""
+        body = {"data": {"type": "profile", "attributes": self._profile_attributes(profile)}}
+        response = self._request("create_profile", "POST", "/profiles", body=body, idempotent=False)
+        return self._load(ProfileResourceSchema(), self._json(response).get("data"), "profile")
+
+    def update_profile(self, profile: KlaviyoProfile) -> KlaviyoProfile:
+        """``PATCH /api/profiles/{id}``: fields left None are not sent, so they stay as they are."""
+        if not profile.profile_id:
+            raise KlaviyoValidationError("update_profile needs profile.profile_id", field="profile_id")
+        body = {"data": {"type": "profile", "id": profile.profile_id, "attributes": self._profile_attributes(profile)}}
+        response = self._request("update_profile", "PATCH", f"/profiles/{profile.profile_id}", body=body)
+        return self._load(ProfileResourceSchema(), self._json(response).get("data"), "profile")
+
+    def get_profile(self, profile_id: str) -> KlaviyoProfile:
+        response = self._request("get_profile", "GET", f"/profiles/{profile_id}")
+        return self._load(ProfileResourceSchema(), self._json(response).get("data"), "profile")
+
+    def search_profiles(self, email: str | None = None, phone_number: str | None = None,
+                        external_id: str | None = None) -> list[KlaviyoProfile]:
+        """Profiles matching every identifier given (identifiers are unique, so 0 or 1 usually)."""
+        given = [(k, v) for k, v in (("email", email), ("phone_number", phone_number), ("external_id", external_id)) if v]
+        if not given:
+            raise KlaviyoValidationError("search_profiles needs email, phone_number or external_id", field="email")
+        clauses = [f"equals({k},{json.dumps(v)})" for k, v in given]
+        expression = clauses[0] if len(clauses) == 1 else f"and({','.join(clauses)})"
+        params = {"filter": expression, "page[size]": 100}
+        return [self._load(ProfileResourceSchema(), r, "profile")
+                for r, _ in self._paginate("get_profiles", "/profiles", params)]
+
+    # Events ------------------------------------------------------------------------------------
+
+    def track_event(self, event: KlaviyoEvent) -> EventResult:
+        """``POST /api/events``. Klaviyo answers 202 with no body: queued, not yet processed.
+
+        Klaviyo keeps only the first event per (profile, metric, unique_id), so a
+        retried or re-sent event with the same ``unique_id`` is harmless.
+        """
+        attributes = self._event_attributes(event)
+        response = self._request("create_event", "POST", "/events", body={"data": {"type": "event", "attributes": attributes}})
+        return EventResult(accepted=True, unique_id=event.unique_id, status=response.status_code)
+
+    def get_events(self, profile_id: str | None = None, metric_id: str | None = None,
+                   page_size: int = 200) -> Iterator[KlaviyoEvent]:
+        """Every event (newest first) of a profile and/or metric, following pages to the end."""
+        clauses = [f"equals({k},{json.dumps(v)})" for k, v in (("profile_id", profile_id), ("metric_id", metric_id)) if v]
+        params = {"page[size]": page_size, "sort": "-datetime", "include": "metric"}
+        if clauses:
+            params["filter"] = clauses[0] if len(clauses) == 1 else f"and({','.join(clauses)})"
+        for resource, included in self._paginate("get_events", "/events", params):
+            event = self._load(EventResourceSchema(), resource, "event")
+            metric = included.get(("metric", event.metric_name))
+            if metric:
+                event.metric_name = (metric.get("attributes") or {}).get("name") or event.metric_name
+            yield event
+
+    def bulk_create_events(self, events: list[KlaviyoEvent]) -> BulkEventsResult:
+        """``POST /api/event-bulk-create-jobs``: up to 1,000 events in one request, grouped by profile.
+
+        Klaviyo fails the *whole* request if a unique_id repeats for the same
+        profile and metric inside it, so that is refused here first, naming the event.
+        """
+        if len(events) > MAX_BULK_EVENTS:
+            raise KlaviyoValidationError(f"at most {MAX_BULK_EVENTS} events per bulk request, got {len(events)}", field="events")
+        groups: dict[tuple, dict] = {}
+        seen: dict[tuple, int] = {}
+        for index, event in enumerate(events):
+            attributes = self._event_attributes(event, field_prefix=f"events[{index}]")
+            profile = attributes.pop("profile")["data"]
+            key = tuple(sorted(event.profile.identifiers.items())) or (("id", event.profile.profile_id),)
+            if event.unique_id:
+                dedupe = (key, event.metric_name, event.unique_id)
+                if dedupe in seen:
+                    raise KlaviyoValidationError(
+                        f"events[{index}] repeats unique_id {event.unique_id!r} of events[{seen[dedupe]}] "
+                        "for the same profile and metric", field=f"events[{index}].unique_id")
+                seen[dedupe] = index
+            group = groups.setdefault(key, {"type": "event-bulk-create", "attributes": {
+                "profile": {"data": profile}, "events": {"data": []}}})
+            group["attributes"]["events"]["data"].append({"type": "event", "attributes": attributes})
+        body = {"data": {"type": "event-bulk-create-job", "attributes": {
+            "events-bulk-create": {"data": list(groups.values())}}}}
+        response = self._request("bulk_create_events", "POST", "/event-bulk-create-jobs", body=body)
+        return BulkEventsResult(accepted=True, event_count=len(events), profile_count=len(groups),
+                                status=response.status_code)
+
+    # Lists -------------------------------------------------------------------------------------
+
+    def get_lists(self, name: str | None = None) -> Iterator[KlaviyoList]:
+        params = {"filter": f"equals(name,{json.dumps(name)})"} if name else {}
+        for resource, _ in self._paginate("get_lists", "/lists", params):
+            yield self._load(ListResourceSchema(), resource, "list")
+
+    def create_list(self, name: str) -> KlaviyoList:
+        body = {"data": {"type": "list", "attributes": {"name": name}}}
+        response = self._request("create_list", "POST", "/lists", body=body, idempotent=False)
+        return self._load(ListResourceSchema(), self._json(response).get("data"), "list")
+
+    def get_or_create_list(self, name: str) -> KlaviyoList:
+        """The list called ``name``, created if missing. Klaviyo allows duplicate names, so look first."""
+        for existing in self.get_lists(name=name):
+            if existing.name == name:
+                return existing
+        return self.create_list(name)
+
+    def add_profile_to_list(self, list_id: str, email: str | None = None, profile_id: str | None = None) -> None:
+        """Add one profile (by id, or by e-mail, upserting it first). Consent is left as it is."""
+        if not profile_id:
+            if not email:
+                raise KlaviyoValidationError("add_profile_to_list needs email or profile_id", field="email")
+            profile_id = self.create_or_update_profile(KlaviyoProfile(email=email)).profile_id
+        self.add_profiles_to_list(list_id, [profile_id])
+
+    def add_profiles_to_list(self, list_id: str, profile_ids: Iterable[str]) -> int:
+        """Add profiles by id, 1,000 per request. Returns how many ids were sent."""
+        return self._list_relationship("add_profiles_to_list", "POST", list_id, profile_ids)
+
+    def remove_profile_from_list(self, list_id: str, profile_id: str) -> None:
+        """Remove a profile from a list. This does not unsubscribe it."""
+        self._list_relationship("remove_profiles_from_list", "DELETE", list_id, [profile_id])
+
+    def _list_relationship(self, operation: str, method: str, list_id: str, profile_ids: Iterable[str]) -> int:
+        ids = list(dict.fromkeys(profile_ids))
+        for start in range(0, len(ids), MAX_LIST_MEMBERS_PER_CALL):
+            chunk = ids[start:start + MAX_LIST_MEMBERS_PER_CALL]
+            body = {"data": [{"type": "profile", "id": pid} for pid in chunk]}
+            self._request(operation, method, f"/lists/{list_id}/relationships/profiles", body=body)
+        return len(ids)
+
+    def get_list_profiles(self, list_id: str) -> Iterator[KlaviyoProfile]:
+        for resource, _ in self._paginate("get_profiles_for_list", f"/lists/{list_id}/profiles", {"page[size]": 100}):
+            yield self._load(ProfileResourceSchema(), resource, "profile")
+
+    # Segments ----------------------------------------------------------------------------------
+
+    def get_segments(self) -> Iterator[KlaviyoSegment]:
+        for resource, _ in self._paginate("get_segments", "/segments", {}):
+            yield self._load(SegmentResourceSchema(), resource, "segment")
+
+    def create_segment(self, name: str, definition: dict) -> KlaviyoSegment:
+        """``POST /api/segments``. ``definition`` is ``{"condition_groups": [...]}`` as in the spec."""
+        if not isinstance(definition, dict) or not isinstance(definition.get("condition_groups"), list):
+            raise KlaviyoValidationError("segment definition needs a condition_groups list", field="definition")
+        body = {"data": {"type": "segment", "attributes": {"name": name, "definition": definition}}}
+        response = self._request("create_segment", "POST", "/segments", body=body, idempotent=False)
+        return self._load(SegmentResourceSchema(), self._json(response).get("data"), "segment")
+
+    def get_segment_profiles(self, segment_id: str) -> Iterator[KlaviyoProfile]:
+        for resource, _ in self._paginate("get_profiles_for_segment", f"/segments/{segment_id}/profiles", {"page[size]": 100}):
+            yield self._load(ProfileResourceSchema(), resource, "profile")
+
+    # Consent and privacy -----------------------------------------------------------------------
+
+    def subscribe_profiles(self, profiles: list[KlaviyoProfile], list_id: str | None = None,
+                           channels: tuple[str, ...] = ("email",), custom_source: str | None = None) -> AcceptedJob:
+        """Record marketing consent the *merchant* holds (≤ 1,000 profiles).
+
+        Careful: Klaviyo's bulk subscribe also lifts UNSUBSCRIBE, SPAM_REPORT and
+        USER_SUPPRESSED suppressions. ksync never calls this for TikTok buyers,
+        who gave no consent.
+        """
+        return self._consent_job("bulk_subscribe_profiles", "profile-subscription-bulk-create-job",
+                                 "/profile-subscription-bulk-create-jobs", profiles, list_id, channels,
+                                 "SUBSCRIBED", MAX_SUBSCRIBE_PROFILES, custom_source)
+
+    def unsubscribe_profiles(self, profiles: list[KlaviyoProfile], list_id: str | None = None,
+                             channels: tuple[str, ...] = ("email",)) -> AcceptedJob:
+        """Withdraw marketing consent (≤ 100). Without ``list_id`` the unsubscribe is account-wide."""
+        return self._consent_job("bulk_unsubscribe_profiles", "profile-subscription-bulk-delete-job",
+                                 "/profile-subscription-bulk-delete-jobs", profiles, list_id, channels,
+                                 "UNSUBSCRIBED", MAX_UNSUBSCRIBE_PROFILES, None)
+
+    def _consent_job(self, operation, job_type, path, profiles, list_id, channels, consent, limit, custom_source):
+        if not profiles:
+            raise KlaviyoValidationError("no profiles given", field="profiles")
+        if len(profiles) > limit:
+            raise KlaviyoValidationError(f"at most {limit} profiles per request, got {len(profiles)}", field="profiles")
+        rows = []
+        for index, profile in enumerate(profiles):
+            attributes = {}
+            subscriptions = {}
+            if "email" in channels and profile.email:
+                attributes["email"] = profile.email
+                subscriptions["email"] = {"marketing": {"consent": consent}}
+            if "sms" in channels and profile.phone_number:
+                attributes["phone_number"] = profile.phone_number
+                subscriptions["sms"] = {"marketing": {"consent": consent}}
+            if not subscriptions:
+                raise KlaviyoValidationError(f"profiles[{index}] has no identifier for channels {channels}",
+                                             field=f"profiles[{index}].email")
+            self._check_attributes(attributes, f"profiles[{index}]")
+            rows.append({"type": "profile", "attributes": attributes | {"subscriptions": subscriptions}})
+        attributes = {"profiles": {"data": rows}}
+        if custom_source and consent == "SUBSCRIBED":
+            attributes["custom_source"] = custom_source
+        data = {"type": job_type, "attributes": attributes}
+        if list_id:
+            data["relationships"] = {"list": {"data": {"type": "list", "id": list_id}}}
+        response = self._request(operation, "POST", path, body={"data": data})
+        return AcceptedJob(operation=operation, count=len(rows), status=response.status_code)
+
+    def request_profile_deletion(self, email: str | None = None, phone_number: str | None = None,
+                                 profile_id: str | None = None) -> AcceptedJob:
+        """Ask Klaviyo to delete a person and their data (GDPR/CCPA). Exactly one identifier."""
+        given = [(k, v) for k, v in (("email", email), ("phone_number", phone_number), ("profile_id", profile_id)) if v]
+        if len(given) != 1:
+            raise KlaviyoValidationError("request_profile_deletion needs exactly one of email, phone_number, profile_id",
+                                         field="email")
+        profile = {"type": "profile"}
+        if profile_id:
+            profile["id"] = profile_id
+        else:
+            self._check_attributes(dict(given), "profile")
+            profile["attributes"] = dict(given)
+        body = {"data": {"type": "data-privacy-deletion-job", "attributes": {"profile": {"data": profile}}}}
+        response = self._request("request_profile_deletion", "POST", "/data-privacy-deletion-jobs", body=body)
+        return AcceptedJob(operation="request_profile_deletion", count=1, status=response.status_code)
+
+    # Bulk profile import -----------------------------------------------------------------------
+
+    def bulk_import_profiles(self, profiles: list[KlaviyoProfile], list_ids: Iterable[str] = ()) -> BulkImportJob:
+        """Start a bulk import job (≤ 10,000 profiles). Poll it with ``wait_for_bulk_import``."""
+        if not profiles:
+            raise KlaviyoValidationError("no profiles given", field="profiles")
+        if len(profiles) > MAX_BULK_IMPORT_PROFILES:
+            raise KlaviyoValidationError(
+                f"at most {MAX_BULK_IMPORT_PROFILES} profiles per import job, got {len(profiles)}", field="profiles")
+        rows = [{"type": "profile", "attributes": self._profile_attributes(p, f"profiles[{i}]")}
+                for i, p in enumerate(profiles)]
+        data = {"type": "profile-bulk-import-job", "attributes": {"profiles": {"data": rows}}}
+        list_ids = list(list_ids)
+        if list_ids:
+            data["relationships"] = {"lists": {"data": [{"type": "list", "id": lid} for lid in list_ids]}}
+        response = self._request("bulk_import_profiles", "POST", "/profile-bulk-import-jobs", body={"data": data},
+                                 idempotent=False)
+        return self._load(BulkImportJobSchema(), self._json(response).get("data"), "profile-bulk-import-job")
+
+    def get_bulk_import_job(self, job_id: str) -> BulkImportJob:
+        response = self._request("get_bulk_import_profiles_job", "GET", f"/profile-bulk-import-jobs/{job_id}")
+        return self._load(BulkImportJobSchema(), self._json(response).get("data"), "profile-bulk-import-job")
+
+    def get_bulk_import_errors(self, job_id: str) -> Iterator[ProfileImportError]:
+        path = f"/profile-bulk-import-jobs/{job_id}/import-errors"
+        for resource, _ in self._paginate("get_errors_for_bulk_import_profiles_job", path, {"page[size]": 100}):
+            yield self._load(ImportErrorSchema(), resource, "import-error")
+
+    def wait_for_bulk_import(self, job_id: str, timeout: float = 300, poll: float = 1.0) -> BulkImportJob:
+        """Poll until the job is complete or cancelled; returns its last state even on timeout."""
+        deadline = time.monotonic() + timeout
+        job = self.get_bulk_import_job(job_id)
+        while not job.done and time.monotonic() < deadline:
+            self._sleep(poll)
+            job = self.get_bulk_import_job(job_id)
+        return job
+
+    # Validation helpers ------------------------------------------------------------------------
+
+    def _profile_attributes(self, profile: KlaviyoProfile, field_prefix: str = "") -> dict:
+        attributes = ProfileAttributesSchema().dump(profile)
+        self._check_attributes(attributes, field_prefix)
+        size = len(json.dumps(attributes, default=str).encode())
+        if size > MAX_PROFILE_BYTES:
+            raise KlaviyoValidationError(f"profile payload is {size} bytes; Klaviyo accepts at most 100 KB",
+                                         field=f"{field_prefix}.properties".lstrip("."))
+        return attributes
+
+    @staticmethod
+    def _check_attributes(attributes: dict, field_prefix: str) -> None:
+        errors = ProfileAttributesSchema().validate(attributes)
+        if errors:
+            field, message = first_error(errors)
+            field = f"{field_prefix}.{field}".lstrip(".")
+            raise KlaviyoValidationError(f"{field}: {message}", field=field)
+
+    @staticmethod
+    def _event_attributes(event: KlaviyoEvent, field_prefix: str = "") -> dict:
+        schema = EventAttributesSchema()
+        attributes = schema.dump(event)
+        errors = schema.validate(attributes)
+        if errors:
+            field, message = first_error(errors)
+            field = f"{field_prefix}.{field}".lstrip(".")
+            raise KlaviyoValidationError(f"{field}: {message}", field=field)
+        return attributes
+
+    @staticmethod
+    def _load(schema, resource, kind: str):
+        if not isinstance(resource, dict):
+            raise KlaviyoServerError(f"Klaviyo answered without a {kind} resource in 'data'")
+        try:
+            return schema.load(resource)
+        except ValidationError as exc:
+            field, message = first_error(exc.messages)
+            raise KlaviyoServerError(f"Klaviyo sent a {kind} we could not read ({field}: {message})") from None
+
+    # Transport ---------------------------------------------------------------------------------
+
+    def _paginate(self, operation: str, path: str, params: dict) -> Iterator[tuple[dict, dict]]:
+        """Yield ``(resource, included_by_type_and_id)`` for every item of every page.
+
+        The cursor is taken out of ``links.next`` and sent against our own base
+        URL, so a proxy in front of Klaviyo (or a stand-in) is never bypassed.
+        """
+        params = dict(params)
+        seen_cursors = set()
+        while True:
+            body = self._json(self._request(operation, "GET", path, params=params))
+            included = {(i.get("type"), i.get("id")): i for i in body.get("included") or [] if isinstance(i, dict)}
+            data = body.get("data")
+            if not isinstance(data, list):
+                raise KlaviyoServerError(f"Klaviyo answered {operation} without a 'data' list")
+            for resource in data:
+                yield resource, included
+            next_url = (body.get("links") or {}).get("next")
+            if not next_url:
+                return
+            cursor = parse_qs(urlsplit(next_url).query).get("page[cursor]", [None])[0]
+            if not cursor or cursor in seen_cursors:
+                raise KlaviyoServerError(f"Klaviyo repeated or omitted a page cursor for {operation}")
+            seen_cursors.add(cursor)
+            params["page[cursor]"] = cursor
+
+    def _request(self, operation: str, method: str, path: str, *, params: dict | None = None,
+                 body: dict | None = None, idempotent: bool = True) -> requests.Response:
+        """Send with the rate limiter and the retry budgets; return a 2xx response or raise."""
+        url = f"{self.base_url}{path}"
+        data = json.dumps(body, separators=(",", ":"), default=str).encode() if body is not None else None
+        counts: Counter = Counter()
+
+        def stop(state: tenacity.RetryCallState) -> bool:
+            exc = state.outcome.exception()
+            if isinstance(exc, KlaviyoNetworkError) and not idempotent:
+                return True  # the request may have been applied; the caller decides
+            counts[type(exc)] += 1
+            return counts[type(exc)] > self.retry.budget(exc)
+
+        def wait(state: tenacity.RetryCallState) -> float:
+            exc = state.outcome.exception()
+            backoff = random.uniform(0, min(self.retry.backoff_max, self.retry.backoff_base * 2 ** (state.attempt_number - 1)))
+            if isinstance(exc, KlaviyoRateLimitError):
+                return exc.retry_after + random.uniform(0, 0.1 * exc.retry_after)
+            return backoff
+
+        def before_sleep(state: tenacity.RetryCallState) -> None:
+            exc = state.outcome.exception()
+            log.warning("klaviyo %s retry %d after %s", operation, state.attempt_number, exc.message,
+                        extra={"fields": {"operation": operation, "status": exc.status}})
+
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception(lambda e: isinstance(e, KlaviyoAPIError) and e.retriable),
+            stop=stop, wait=wait, sleep=self._sleep, before_sleep=before_sleep, reraise=True)
+        return retrying(self._send_once, operation, method, url, params, data)
+
+    def _send_once(self, operation: str, method: str, url: str, params: dict | None, data: bytes | None) -> requests.Response:
+        self.rate_limiter.acquire(operation, timeout=self.limiter_timeout)
+        headers = {"Content-Type": MEDIA_TYPE} if data is not None else None
+        try:
+            response = self.session.request(method, url, params=params, data=data, headers=headers, timeout=self.timeout)
+        except requests.Timeout:
+            raise KlaviyoNetworkError(f"Klaviyo {operation} timed out after {self.timeout}s") from None
+        except requests.RequestException as exc:
+            raise KlaviyoNetworkError(f"Klaviyo {operation} failed: {type(exc).__name__}") from None
+        if response.status_code < 300:
+            return response
+        error = error_from_response(response, operation)
+        if isinstance(error, KlaviyoRateLimitError):
+            self.rate_limiter.cool_down(operation, error.retry_after)
+        raise error
+
+    @staticmethod
+    def _json(response: requests.Response) -> dict:
+        try:
+            body = response.json()
+        except ValueError:
+            kind = "an HTML page" if "html" in response.headers.get("Content-Type", "") else "unreadable JSON"
+            raise KlaviyoServerError(f"Klaviyo answered {response.status_code} with {kind}", status=response.status_code) from None
+        if not isinstance(body, dict):
+            raise KlaviyoServerError(f"Klaviyo answered {response.status_code} with a {type(body).__name__}, not an object",
+                                     status=response.status_code)
+        return body
+
+
+def error_from_response(response: requests.Response, operation: str) -> KlaviyoAPIError:
+    """Turn a non-2xx answer into the matching exception, with Klaviyo's detail and pointer."""
+    status = response.status_code
+    try:
+        body = response.json()
+        errors = body.get("errors") if isinstance(body, dict) else None
+    except ValueError:
+        errors = None
+    errors = [e for e in errors or [] if isinstance(e, dict)]
+    first = errors[0] if errors else {}
+    code = first.get("code")
+    detail = first.get("detail") or first.get("title")
+    if not errors:
+        kind = "an HTML error page" if "html" in response.headers.get("Content-Type", "") else "no readable error body"
+        detail = f"{kind}"
+    source = first.get("source") if isinstance(first.get("source"), dict) else {}
+    pointer = source.get("pointer") or source.get("parameter")
+    message = f"Klaviyo {operation} answered {status}{f' {code}' if code else ''}: {detail}{f' (at {pointer})' if pointer else ''}"
+    common = dict(status=status, code=code, errors=errors, request_id=first.get("id"))
+    if status == 429:
+        return KlaviyoRateLimitError(message, retry_after=_retry_after(response), **common)
+    if status in (401, 403):
+        return KlaviyoAuthError(message, **common)
+    if status == 404:
+        return KlaviyoNotFoundError(message, **common)
+    if status == 409:
+        meta = first.get("meta") if isinstance(first.get("meta"), dict) else {}
+        return KlaviyoConflictError(message, duplicate_profile_id=meta.get("duplicate_profile_id"), **common)
+    if status in (400, 422):
+        field = pointer.removeprefix("/data/attributes/").replace("/", ".") if pointer else None
+        return KlaviyoValidationError(message, field=field, **common)
+    if status >= 500:
+        return KlaviyoServerError(message, **common)
+    return KlaviyoAPIError(message, **common)
+
+
+def _retry_after(response: requests.Response) -> float:
+    """Retry-After in seconds; Klaviyo sends an integer. Missing or unreadable means 1 s."""
+    try:
+        return max(0.0, float(response.headers.get("Retry-After", "1")))
+    except ValueError:
+        return 1.0
