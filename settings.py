@@ -67,6 +67,10 @@ class Settings:
     max_attempts: int = 5
     limiter_max_block_seconds: float = 5.0
     visibility_timeout_seconds: int = 3600
+    #: A claimed item is another task's for this long (longer than any task may run).
+    item_lease_seconds: int = 120
+    #: Open items untouched this long get their task sent again by the sweeper.
+    stale_item_seconds: int = 300
     # Operations
     flower_basic_auth: str = _secret()
     log_level: str = "INFO"
@@ -132,6 +136,8 @@ ENV_NAMES = {
     "max_attempts": "KSYNC_MAX_ATTEMPTS",
     "limiter_max_block_seconds": "KSYNC_LIMITER_MAX_BLOCK_SECONDS",
     "visibility_timeout_seconds": "KSYNC_VISIBILITY_TIMEOUT",
+    "item_lease_seconds": "KSYNC_ITEM_LEASE_SECONDS",
+    "stale_item_seconds": "KSYNC_STALE_ITEM_SECONDS",
     "flower_basic_auth": "FLOWER_BASIC_AUTH",
     "log_level": "KSYNC_LOG_LEVEL",
     "log_format": "KSYNC_LOG_FORMAT",

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import re
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -78,6 +79,8 @@ MAX_BULK_EVENTS = 1000
 MAX_SUBSCRIBE_PROFILES = 1000
 MAX_UNSUBSCRIBE_PROFILES = 100
 MAX_PROFILE_BYTES = 100 * 1024
+BULK_EVENT_POINTER = re.compile(r"/events-bulk-create/data/(\d+)/attributes/events/data/(\d+)")
+BULK_PROFILE_POINTER = re.compile(r"/profiles/data/(\d+)")
 
 
 @dataclass(frozen=True)
@@ -263,9 +266,15 @@ class KlaviyoClient:
         if len(events) > MAX_BULK_EVENTS:
             raise KlaviyoValidationError(f"at most {MAX_BULK_EVENTS} events per bulk request, got {len(events)}", field="events")
         groups: dict[tuple, dict] = {}
+        group_number: dict[tuple, int] = {}
+        positions: dict[tuple[int, int], int] = {}  # (group, event in group) -> index in ``events``
         seen: dict[tuple, int] = {}
         for index, event in enumerate(events):
-            attributes = self._event_attributes(event, field_prefix=f"events[{index}]")
+            try:
+                attributes = self._event_attributes(event, field_prefix=f"events[{index}]")
+            except KlaviyoValidationError as exc:
+                exc.index = index
+                raise
             profile = attributes.pop("profile")["data"]
             key = tuple(sorted(event.profile.identifiers.items())) or (("id", event.profile.profile_id),)
             if event.unique_id:
@@ -273,14 +282,23 @@ class KlaviyoClient:
                 if dedupe in seen:
                     raise KlaviyoValidationError(
                         f"events[{index}] repeats unique_id {event.unique_id!r} of events[{seen[dedupe]}] "
-                        "for the same profile and metric", field=f"events[{index}].unique_id")
+                        "for the same profile and metric", field=f"events[{index}].unique_id", index=index)
                 seen[dedupe] = index
-            group = groups.setdefault(key, {"type": "event-bulk-create", "attributes": {
-                "profile": {"data": profile}, "events": {"data": []}}})
-            group["attributes"]["events"]["data"].append({"type": "event", "attributes": attributes})
+            if key not in groups:
+                group_number[key] = len(groups)
+                groups[key] = {"type": "event-bulk-create", "attributes": {"profile": {"data": profile}, "events": {"data": []}}}
+            in_group = groups[key]["attributes"]["events"]["data"]
+            positions[(group_number[key], len(in_group))] = index
+            in_group.append({"type": "event", "attributes": attributes})
         body = {"data": {"type": "event-bulk-create-job", "attributes": {
             "events-bulk-create": {"data": list(groups.values())}}}}
-        response = self._request("bulk_create_events", "POST", "/event-bulk-create-jobs", body=body)
+        try:
+            response = self._request("bulk_create_events", "POST", "/event-bulk-create-jobs", body=body)
+        except KlaviyoValidationError as exc:
+            match = BULK_EVENT_POINTER.search(exc.pointer or "")
+            if match:
+                exc.index = positions.get((int(match.group(1)), int(match.group(2))))
+            raise
         return BulkEventsResult(accepted=True, event_count=len(events), profile_count=len(groups),
                                 status=response.status_code)
 
@@ -425,14 +443,25 @@ class KlaviyoClient:
         if len(profiles) > MAX_BULK_IMPORT_PROFILES:
             raise KlaviyoValidationError(
                 f"at most {MAX_BULK_IMPORT_PROFILES} profiles per import job, got {len(profiles)}", field="profiles")
-        rows = [{"type": "profile", "attributes": self._profile_attributes(p, f"profiles[{i}]")}
-                for i, p in enumerate(profiles)]
+        rows = []
+        for index, profile in enumerate(profiles):
+            try:
+                rows.append({"type": "profile", "attributes": self._profile_attributes(profile, f"profiles[{index}]")})
+            except KlaviyoValidationError as exc:
+                exc.index = index
+                raise
         data = {"type": "profile-bulk-import-job", "attributes": {"profiles": {"data": rows}}}
         list_ids = list(list_ids)
         if list_ids:
             data["relationships"] = {"lists": {"data": [{"type": "list", "id": lid} for lid in list_ids]}}
-        response = self._request("bulk_import_profiles", "POST", "/profile-bulk-import-jobs", body={"data": data},
-                                 idempotent=False)
+        try:
+            response = self._request("bulk_import_profiles", "POST", "/profile-bulk-import-jobs", body={"data": data},
+                                     idempotent=False)
+        except KlaviyoValidationError as exc:
+            match = BULK_PROFILE_POINTER.search(exc.pointer or "")
+            if match:
+                exc.index = int(match.group(1))
+            raise
         return self._load(BulkImportJobSchema(), self._json(response).get("data"), "profile-bulk-import-job")
 
     def get_bulk_import_job(self, job_id: str) -> BulkImportJob:

@@ -64,12 +64,14 @@ class KlaviyoValidationError(KlaviyoAPIError):
 
     ``field`` names what was wrong (``email``, ``phone_number``,
     ``events[3].unique_id``), taken from the error's source pointer when Klaviyo
-    sent one.
+    sent one; ``index`` is the refused record's position in a bulk call.
     """
 
-    def __init__(self, message: str, *, field: str | None = None, **kwargs):
+    def __init__(self, message: str, *, field: str | None = None, index: int | None = None, **kwargs):
         super().__init__(message, **kwargs)
         self.field = field
+        #: For bulk calls: the position of the refused record in the list the caller passed.
+        self.index = index
 
 
 class KlaviyoNotFoundError(KlaviyoAPIError):

@@ -92,3 +92,8 @@ def database_backend(tmp_path_factory):
             ), {"n": name})
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
         engine.dispose()
+
+
+import sys as _sys
+
+_sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -145,7 +145,8 @@ class Order:
     tracking_number: str | None = None
     collection_time: datetime | None = None
     delivery_time: datetime | None = None
-    extra: dict = field(default_factory=dict, compare=False, repr=False)
+    #: The order exactly as TikTok sent it (kept in our ledger).
+    raw: dict = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def buyer_email_is_relay(self) -> bool:

@@ -9,6 +9,7 @@ names the order id and the first offending field; the caller turns it into an
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
 
@@ -193,7 +194,7 @@ def load_order(raw) -> Order:
     if not isinstance(raw, dict):
         raise OrderValidationError(order_id, "<order>", f"expected an object, got {type(raw).__name__}")
     try:
-        return OrderSchema().load(raw)
+        return replace(OrderSchema().load(raw), raw=raw)
     except ValidationError as exc:
         field, message = _first_error(exc.messages)
         raise OrderValidationError(order_id, field, message) from None

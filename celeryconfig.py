@@ -1,0 +1,79 @@
+"""Celery configuration for ksync, built from the one settings module.
+
+At-least-once delivery on Redis: late acks, requeue when a worker dies, one
+message reserved per process, a visibility timeout above the longest task and
+the longest countdown (tasks are cut off at ``task_time_limit``; retries wait at
+most ``MAX_RETRY_COUNTDOWN`` seconds). ``python -m celeryconfig`` prints it.
+"""
+
+from celery.schedules import crontab
+
+from settings import get_settings
+from workers.schedules import aligned_every
+
+_s = get_settings()
+
+#: Longest a task may run; item leases are longer, so a live task never loses its claim.
+TASK_TIME_LIMIT_SECONDS = 110
+TASK_SOFT_TIME_LIMIT_SECONDS = 100
+#: Longest countdown any retry uses (rate-limit waits, backoff, polling bulk jobs).
+MAX_RETRY_COUNTDOWN = 60
+
+broker_url = _s.redis_url
+broker_connection_retry_on_startup = True
+broker_transport_options = {
+    "visibility_timeout": _s.visibility_timeout_seconds,
+    "unacked_restore_interval": 10,
+}
+result_backend = None
+task_ignore_result = True
+
+task_serializer = "json"
+accept_content = ["json"]
+event_serializer = "json"
+timezone = "UTC"
+enable_utc = True
+
+task_acks_late = True
+task_reject_on_worker_lost = True
+task_acks_on_failure_or_timeout = True
+worker_prefetch_multiplier = 1
+worker_soft_shutdown_timeout = 8
+task_time_limit = TASK_TIME_LIMIT_SECONDS
+task_soft_time_limit = TASK_SOFT_TIME_LIMIT_SECONDS
+worker_send_task_events = True
+task_send_sent_event = True
+worker_hijack_root_logger = False
+worker_redirect_stdouts = False
+
+task_default_queue = "sync"
+task_routes = {
+    "ksync.sync_shop": {"queue": "sync"},
+    "ksync.retry_failed": {"queue": "sync"},
+    "ksync.finish_run": {"queue": "sync"},
+    "ksync.sweep": {"queue": "sync"},
+    "ksync.upsert_profile": {"queue": "profiles"},
+    "ksync.track_event": {"queue": "events"},
+    "ksync.bulk_import_profiles": {"queue": "bulk"},
+    "ksync.bulk_create_events": {"queue": "bulk"},
+}
+
+beat_schedule = {"ksync.sweep": {"task": "ksync.sweep", "schedule": 60.0, "options": {"expires": 55}}}
+for _shop in _s.shop_ciphers:
+    beat_schedule[f"ksync.incremental:{_shop}"] = {
+        "task": "ksync.sync_shop",
+        "schedule": aligned_every(_s.sync_interval_seconds),
+        "kwargs": {"shop": _shop, "trigger": "beat", "sync_type": "incremental"},
+        "options": {"expires": _s.sync_interval_seconds},
+    }
+    beat_schedule[f"ksync.reconcile:{_shop}"] = {
+        "task": "ksync.sync_shop",
+        "schedule": crontab(hour=_s.reconcile_hour_utc, minute=7),
+        "kwargs": {"shop": _shop, "trigger": "beat", "sync_type": "reconcile"},
+        "options": {"expires": 3600},
+    }
+
+if __name__ == "__main__":
+    import pprint
+
+    pprint.pprint({k: v for k, v in globals().items() if k.islower() and not k.startswith("_") and k != "crontab"})

@@ -1,0 +1,182 @@
+"""Sync history and the state the pipeline keeps, as SQLAlchemy 2 models.
+
+Portable SQL only (no PostgreSQL-only types): the same tables run on SQLite,
+the embedded default, and on PostgreSQL in production.
+
+- ``sync_runs``: one row per sync, with the seed's ``KlaviyoSyncHistory`` fields.
+- ``sync_items``: one row per record outcome, unique per (run, kind, key), so a
+  redelivered task can never count twice; the run's counters are computed from
+  these rows, never incremented.
+- ``orders``: our ledger of TikTok orders (latest state wins), from which buyer
+  order counts and lifetime value are computed, so re-syncs never double count.
+- ``delivered_events`` / ``buyer_profiles``: what Klaviyo has confirmed, so a
+  re-sync spends no rate-limit budget on work already done.
+- ``sync_state``: the watermark per shop and stream.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from decimal import Decimal
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    Numeric,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.types import TypeDecorator
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+#: Integer primary keys autoincrement on SQLite only as INTEGER, on PostgreSQL as BIGINT.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+RUN_STATUSES = ("queued", "running", "succeeded", "partial", "failed", "skipped")
+FINAL_RUN_STATUSES = ("succeeded", "partial", "failed", "skipped")
+ITEM_STATUSES = ("pending", "sending", "succeeded", "failed", "skipped")
+OPEN_ITEM_STATUSES = ("pending", "sending")
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class UTCDateTime(TypeDecorator):
+    """Timezone-aware UTC datetimes on every backend (SQLite would hand back naive ones)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is not None and value.tzinfo is None:
+            raise ValueError("naive datetime given to the database; use aware UTC datetimes")
+        return value.astimezone(timezone.utc) if value is not None else None
+
+    def process_result_value(self, value, dialect):
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: UTCDateTime()}
+
+
+class SyncRun(Base):
+    __tablename__ = "sync_runs"
+    __table_args__ = (
+        UniqueConstraint("shop", "sync_type", "period_key", name="uq_sync_runs_period"),
+        Index("ix_sync_runs_shop_status", "shop", "status"),
+        Index("ix_sync_runs_created_at", "created_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    shop: Mapped[str] = mapped_column(String(128), default="")
+    sync_type: Mapped[str] = mapped_column(String(32))
+    direction: Mapped[str] = mapped_column(String(32), default="tiktok_to_klaviyo")
+    trigger: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    #: queued -> reading -> dispatched -> finished; a run may only finish once dispatched.
+    phase: Mapped[str] = mapped_column(String(16), default="queued")
+    dry_run: Mapped[bool] = mapped_column(Boolean, default=False)
+    window_start: Mapped[datetime | None]
+    window_end: Mapped[datetime | None]
+    period_key: Mapped[str | None] = mapped_column(String(64))
+    parent_run_id: Mapped[str | None] = mapped_column(String(36))
+    celery_task_id: Mapped[str | None] = mapped_column(String(64))
+    orders_read: Mapped[int] = mapped_column(Integer, default=0)
+    orders_invalid: Mapped[int] = mapped_column(Integer, default=0)
+    items_total: Mapped[int] = mapped_column(Integer, default=0)
+    records_synced: Mapped[int] = mapped_column(Integer, default=0)
+    success_count: Mapped[int] = mapped_column(Integer, default=0)
+    failed_count: Mapped[int] = mapped_column(Integer, default=0)
+    duration_seconds: Mapped[float | None] = mapped_column(Float)
+    error_details: Mapped[dict | list | None] = mapped_column(JSON)
+    options: Mapped[dict | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class SyncItem(Base):
+    __tablename__ = "sync_items"
+    __table_args__ = (
+        UniqueConstraint("run_id", "kind", "key", name="uq_sync_items_run_kind_key"),
+        Index("ix_sync_items_run_status", "run_id", "status"),
+        Index("ix_sync_items_kind_key_status", "kind", "key", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("sync_runs.id", ondelete="CASCADE"))
+    #: order (a TikTok record we could not read), profile, or event.
+    kind: Mapped[str] = mapped_column(String(16))
+    #: order id; profile external id; event "<metric>|<unique_id>".
+    key: Mapped[str] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    #: What is (or, in a dry run, would be) sent to Klaviyo, frozen at planning time.
+    payload: Mapped[dict | None] = mapped_column(JSON)
+    #: Bulk import job id while a bulk job is in flight.
+    external_ref: Mapped[str | None] = mapped_column(String(64))
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
+    claimed_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class LedgerOrder(Base):
+    __tablename__ = "orders"
+    __table_args__ = (Index("ix_orders_shop_user", "shop", "user_id"),)
+
+    order_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    shop: Mapped[str] = mapped_column(String(128))
+    user_id: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(32))
+    placed: Mapped[bool] = mapped_column(Boolean, default=False)
+    total_amount: Mapped[Decimal] = mapped_column(Numeric(20, 4))
+    currency: Mapped[str] = mapped_column(String(3))
+    create_time: Mapped[datetime]
+    update_time: Mapped[datetime]
+    paid_time: Mapped[datetime | None]
+    payload: Mapped[dict] = mapped_column(JSON)
+    first_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class DeliveredEvent(Base):
+    __tablename__ = "delivered_events"
+
+    event_key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    shop: Mapped[str] = mapped_column(String(128))
+    run_id: Mapped[str] = mapped_column(String(36))
+    delivered_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class BuyerProfile(Base):
+    __tablename__ = "buyer_profiles"
+
+    external_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    shop: Mapped[str] = mapped_column(String(128))
+    klaviyo_profile_id: Mapped[str | None] = mapped_column(String(64))
+    payload_hash: Mapped[str] = mapped_column(String(64))
+    run_id: Mapped[str] = mapped_column(String(36))
+    synced_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class SyncState(Base):
+    __tablename__ = "sync_state"
+
+    shop: Mapped[str] = mapped_column(String(128), primary_key=True)
+    stream: Mapped[str] = mapped_column(String(32), primary_key=True)
+    watermark: Mapped[datetime | None]
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

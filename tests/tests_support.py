@@ -1,0 +1,30 @@
+"""Small builders shared by tests (imported as ``tests_support``)."""
+
+from __future__ import annotations
+
+T0 = 1_790_000_000
+
+
+def make_order_dict(status="COMPLETED", order_id="576461413038785752", user_id="7021436810468230477",
+                    update_offset=900, total="36.97", paid=True, email="v2b2V5@scs.tiktokw.us", **overrides) -> dict:
+    """A well-formed TikTok order (two units of one SKU, one of another), as the API sends it."""
+    order = {
+        "id": order_id,
+        "status": status,
+        "create_time": T0,
+        "update_time": T0 + update_offset,
+        "user_id": user_id,
+        "payment": {"currency": "USD", "total_amount": total, "sub_total": "32.97", "shipping_fee": "3.00",
+                    "tax": "2.00"},
+        "line_items": [
+            {"id": f"{order_id}-1", "sku_id": "sku-mug", "product_id": "p-mug", "product_name": "Mug", "sale_price": "9.99"},
+            {"id": f"{order_id}-2", "sku_id": "sku-mug", "product_id": "p-mug", "product_name": "Mug", "sale_price": "9.99"},
+            {"id": f"{order_id}-3", "sku_id": "sku-tee", "product_id": "p-tee", "product_name": "T-shirt", "sale_price": "12.99"},
+        ],
+    }
+    if email:
+        order["buyer_email"] = email
+    if paid:
+        order["paid_time"] = T0 + 60
+    order.update(overrides)
+    return order

@@ -1,0 +1,57 @@
+"""The Celery app: ``celery -A workers.app worker -Q sync,profiles,events,bulk``.
+
+Configuration comes from ``celeryconfig`` (built from the settings module).
+Signals give every log line our format, run id and task id, and give each
+prefork child its own database engine and clients.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from celery import Celery, signals
+
+import logs
+from settings import get_settings
+
+app = Celery("ksync", include=["workers.tasks"])
+app.config_from_object("celeryconfig")
+
+
+@signals.setup_logging.connect
+def _setup_logging(**kwargs) -> None:
+    settings = get_settings()
+    logs.configure(settings.log_level, settings.log_format)
+
+
+@signals.after_setup_task_logger.connect
+@signals.after_setup_logger.connect
+def _our_format(logger=None, **kwargs) -> None:
+    if logger is not None:
+        logs.install_on(logger, get_settings().log_format)
+
+
+@signals.worker_process_init.connect
+def _fresh_process(**kwargs) -> None:
+    """A forked pool child must not share its parent's sockets (database, Redis, HTTP)."""
+    from db.engine import dispose_engines
+    from workers import clients
+
+    dispose_engines()
+    clients.reset()
+
+
+@signals.task_prerun.connect
+def _log_context(task_id=None, task=None, args=None, kwargs=None, **extra) -> None:
+    logs.task_id_var.set(task_id)
+    run_id = (kwargs or {}).get("run_id") or (args[0] if args and isinstance(args[0], str) and len(args[0]) == 36 else None)
+    logs.run_id_var.set(run_id)
+
+
+@signals.task_postrun.connect
+def _clear_log_context(**kwargs) -> None:
+    logs.task_id_var.set(None)
+    logs.run_id_var.set(None)
+
+
+log = logging.getLogger("workers")

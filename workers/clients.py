@@ -1,0 +1,69 @@
+"""The clients a worker process uses, made once per process (and again after a fork).
+
+The Klaviyo client inside a task is tuned for a fleet: its rate limiter is the
+shared Redis one, it waits for a token at most ``KSYNC_LIMITER_MAX_BLOCK_SECONDS``,
+and it does not sleep through a 429 itself (``max_429=0``): the 429 cools the
+bucket down for every worker and the task retries with a countdown instead,
+so no worker slot sits sleeping.
+"""
+
+from __future__ import annotations
+
+import redis
+
+from klaviyo import KlaviyoClient, RetryPolicy
+from settings import get_settings
+from tiktok import RedisTokenStore, TikTokShopClient
+
+#: Inside tasks: no in-client 429 retries (the task retries), one quick retry for 5xx and network.
+TASK_RETRY_POLICY = RetryPolicy(max_429=0, max_5xx=1, max_network=1, backoff_base=0.5, backoff_max=5)
+#: Seconds per HTTP request from a task; well inside the task time limit.
+TASK_HTTP_TIMEOUT = 20
+
+_cache: dict = {}
+
+
+def reset() -> None:
+    for client in _cache.values():
+        close = getattr(client, "close", None)
+        if close:
+            try:
+                close()
+            except Exception:
+                pass
+    _cache.clear()
+
+
+def redis_client() -> redis.Redis:
+    if "redis" not in _cache:
+        _cache["redis"] = redis.Redis.from_url(get_settings().redis_url, socket_timeout=10, socket_connect_timeout=5,
+                                               health_check_interval=30, retry_on_timeout=True)
+    return _cache["redis"]
+
+
+def rate_limiter():
+    from workers.ratelimit import RedisRateLimiter
+
+    if "limiter" not in _cache:
+        settings = get_settings()
+        settings.require("KLAVIYO_API_KEY")
+        _cache["limiter"] = RedisRateLimiter.for_klaviyo(redis_client(), settings.klaviyo_api_key)
+    return _cache["limiter"]
+
+
+def klaviyo() -> KlaviyoClient:
+    if "klaviyo" not in _cache:
+        settings = get_settings()
+        _cache["klaviyo"] = KlaviyoClient.from_settings(
+            settings, rate_limiter=rate_limiter(), retry=TASK_RETRY_POLICY,
+            limiter_timeout=settings.limiter_max_block_seconds, timeout=TASK_HTTP_TIMEOUT)
+    return _cache["klaviyo"]
+
+
+def tiktok(shop: str) -> TikTokShopClient:
+    key = f"tiktok:{shop}"
+    if key not in _cache:
+        settings = get_settings()
+        store = RedisTokenStore(redis_client(), settings.tiktok_app_key or "unset")
+        _cache[key] = TikTokShopClient.from_settings(settings, token_store=store, shop_cipher=shop)
+    return _cache[key]

@@ -1,0 +1,238 @@
+"""TikTok orders -> Klaviyo profiles and events. Pure functions: no Celery, HTTP or SQL.
+
+These rules are a contract (``tests/workers/test_mapping.py`` pins each one):
+
+- An order is *placed* when its status is paid (AWAITING_SHIPMENT, PARTIALLY_SHIPPING,
+  AWAITING_COLLECTION, IN_TRANSIT, DELIVERED, COMPLETED), or it is CANCELLED with a
+  ``paid_time``. UNPAID and ON_HOLD orders produce nothing yet.
+- One profile per buyer: email = TikTok's relay ``buyer_email`` when present,
+  external_id = ``"tiktok:" + user_id``; names, phone (valid E.164 only) and location
+  only where TikTok did not mask them; properties ``source``, ``tiktok_user_id``,
+  ``tiktok_order_count`` and ``tiktok_lifetime_value`` from our own ledger.
+- ``Placed Order`` (unique_id = order id, value = payment total, time = paid time),
+  ``Ordered Product`` per distinct SKU (unique_id = ``"<order id>:<sku_id>"``),
+  ``Fulfilled Order`` once IN_TRANSIT / DELIVERED / COMPLETED, ``Cancelled Order``
+  (with ``Reason``) when CANCELLED after payment; both reuse the order id as unique_id
+  so Klaviyo counts them against the Placed Order.
+- No consent is ever set: TikTok gives none, so none is invented.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Iterable
+
+import phonenumbers
+
+from klaviyo.models import KlaviyoEvent, KlaviyoProfile, ProfileLocation
+from tiktok.models import Order, OrderStatus, SkuGroup, is_masked
+
+SOURCE = "TikTok Shop"
+EXTERNAL_ID_PREFIX = "tiktok:"
+
+PLACED_ORDER = "Placed Order"
+ORDERED_PRODUCT = "Ordered Product"
+FULFILLED_ORDER = "Fulfilled Order"
+CANCELLED_ORDER = "Cancelled Order"
+
+PAID_STATUSES = frozenset({
+    OrderStatus.AWAITING_SHIPMENT, OrderStatus.PARTIALLY_SHIPPING, OrderStatus.AWAITING_COLLECTION,
+    OrderStatus.IN_TRANSIT, OrderStatus.DELIVERED, OrderStatus.COMPLETED,
+})
+FULFILLED_STATUSES = frozenset({OrderStatus.IN_TRANSIT, OrderStatus.DELIVERED, OrderStatus.COMPLETED})
+
+
+@dataclass(frozen=True)
+class BuyerStats:
+    """A buyer's totals from our ledger: placed, not cancelled orders and their value."""
+
+    order_count: int
+    lifetime_value: Decimal
+    currency: str | None
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    """The ledger's view of one order, enough to compute buyer totals."""
+
+    order_id: str
+    user_id: str
+    status: str
+    placed: bool
+    total_amount: Decimal
+    currency: str
+
+
+def is_placed(order: Order) -> bool:
+    return order.status in PAID_STATUSES or (order.status is OrderStatus.CANCELLED and order.paid_time is not None)
+
+
+def external_id(user_id: str) -> str:
+    return EXTERNAL_ID_PREFIX + user_id
+
+
+def event_key(event: KlaviyoEvent) -> str:
+    """Our identity of an event, as Klaviyo dedupes it: metric name and unique_id."""
+    return f"{event.metric_name}|{event.unique_id}"
+
+
+def ledger_entry(order: Order) -> LedgerEntry:
+    return LedgerEntry(order_id=order.id, user_id=order.user_id, status=order.status.value, placed=is_placed(order),
+                       total_amount=order.payment.total_amount, currency=order.payment.currency)
+
+
+def buyer_stats(entries: Iterable[LedgerEntry]) -> BuyerStats:
+    """Count and value of a buyer's placed orders that were not cancelled (one entry per order id).
+
+    Value is summed in the currency of the buyer's orders; a shop sells in one
+    currency, and entries in another currency are left out rather than mixed in.
+    """
+    counted = [e for e in entries if e.placed and e.status != OrderStatus.CANCELLED.value]
+    if not counted:
+        return BuyerStats(order_count=0, lifetime_value=Decimal("0"), currency=None)
+    currency = counted[-1].currency
+    same = [e for e in counted if e.currency == currency]
+    return BuyerStats(order_count=len(same), lifetime_value=sum((e.total_amount for e in same), Decimal("0")),
+                      currency=currency)
+
+
+def valid_e164(phone: str | None) -> str | None:
+    """``phone`` if it is an unmasked, valid E.164 number, else None."""
+    if not phone or is_masked(phone) or not phone.startswith("+"):
+        return None
+    try:
+        parsed = phonenumbers.parse(phone, None)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_valid_number(parsed):
+        return None
+    formatted = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+    return formatted if formatted == phone else None
+
+
+def _unmasked(value: str | None) -> str | None:
+    return value if value and not is_masked(value) else None
+
+
+def buyer_location(order: Order) -> ProfileLocation | None:
+    """Where the buyer ships to, from the parts TikTok did not mask. None when nothing is usable."""
+    address = order.recipient_address
+    if address is None:
+        return None
+    location = ProfileLocation(
+        address1=_unmasked(address.address_line1) if not is_masked(address.full_address) else None,
+        address2=_unmasked(address.address_line2) if not is_masked(address.full_address) else None,
+        city=_unmasked(address.district("L3") or address.district("L2")),
+        region=_unmasked(address.district("L1")),
+        country=_unmasked(address.district("L0") or address.region_code),
+        zip=_unmasked(address.postal_code),
+    )
+    return location if any(vars(location).values()) else None
+
+
+def buyer_profile(order: Order, stats: BuyerStats) -> KlaviyoProfile:
+    """The Klaviyo profile of the order's buyer, with totals from the ledger."""
+    address = order.recipient_address
+    first = _unmasked(address.first_name) if address else None
+    last = _unmasked(address.last_name) if address else None
+    if address and not first and not last and _unmasked(address.name):
+        first, _, last = address.name.partition(" ")
+    properties = {
+        "source": SOURCE,
+        "tiktok_user_id": order.user_id,
+        "tiktok_order_count": stats.order_count,
+        "tiktok_lifetime_value": float(stats.lifetime_value),
+    }
+    if stats.currency:
+        properties["tiktok_currency"] = stats.currency
+    return KlaviyoProfile(
+        email=order.buyer_email or None,
+        external_id=external_id(order.user_id),
+        phone_number=valid_e164(address.phone_number) if address else None,
+        first_name=first or None,
+        last_name=last or None,
+        location=buyer_location(order),
+        properties=properties,
+    )
+
+
+def event_profile(order: Order) -> KlaviyoProfile:
+    """The identifiers an event carries: relay e-mail (when present) and the TikTok external id."""
+    return KlaviyoProfile(email=order.buyer_email or None, external_id=external_id(order.user_id))
+
+
+def _money(value: Decimal) -> float:
+    return float(value)
+
+
+def _item(group: SkuGroup) -> dict:
+    return {
+        "ProductID": group.product_id,
+        "SKU": group.seller_sku or group.sku_id,
+        "ProductName": group.product_name,
+        "Quantity": group.quantity,
+        "ItemPrice": _money(group.unit_price),
+        "RowTotal": _money(group.row_total),
+    }
+
+
+def _order_properties(order: Order) -> dict:
+    groups = order.sku_groups()
+    return {
+        "OrderId": order.id,
+        "ItemNames": list(dict.fromkeys(g.product_name for g in groups)),
+        "Items": [_item(g) for g in groups],
+        "DiscountValue": _money(order.payment.discount),
+        "ShippingFee": _money(order.payment.shipping_fee),
+        "Tax": _money(order.payment.tax),
+        "Source": SOURCE,
+    }
+
+
+def placed_order_event(order: Order) -> KlaviyoEvent:
+    return KlaviyoEvent(
+        metric_name=PLACED_ORDER, profile=event_profile(order), properties=_order_properties(order),
+        time=order.paid_time or order.create_time, value=order.payment.total_amount,
+        value_currency=order.payment.currency, unique_id=order.id)
+
+
+def ordered_product_events(order: Order) -> list[KlaviyoEvent]:
+    return [
+        KlaviyoEvent(
+            metric_name=ORDERED_PRODUCT, profile=event_profile(order),
+            properties={"OrderId": order.id, **_item(group), "Source": SOURCE},
+            time=order.paid_time or order.create_time, value=group.row_total, value_currency=order.payment.currency,
+            unique_id=f"{order.id}:{group.sku_id}")
+        for group in order.sku_groups()
+    ]
+
+
+def fulfilled_order_event(order: Order) -> KlaviyoEvent:
+    properties = _order_properties(order)
+    if order.tracking_number:
+        properties["TrackingNumber"] = order.tracking_number
+    return KlaviyoEvent(
+        metric_name=FULFILLED_ORDER, profile=event_profile(order), properties=properties,
+        time=order.collection_time or order.delivery_time or order.update_time,
+        value=order.payment.total_amount, value_currency=order.payment.currency, unique_id=order.id)
+
+
+def cancelled_order_event(order: Order) -> KlaviyoEvent:
+    properties = _order_properties(order) | {"Reason": order.cancel_reason or ""}
+    return KlaviyoEvent(
+        metric_name=CANCELLED_ORDER, profile=event_profile(order), properties=properties,
+        time=order.cancel_time or order.update_time, value=order.payment.total_amount,
+        value_currency=order.payment.currency, unique_id=order.id)
+
+
+def order_events(order: Order) -> list[KlaviyoEvent]:
+    """Every event the order's current state implies. Re-sending any of them is harmless (unique_id)."""
+    if not is_placed(order):
+        return []
+    events = [placed_order_event(order), *ordered_product_events(order)]
+    if order.status in FULFILLED_STATUSES:
+        events.append(fulfilled_order_event(order))
+    if order.status is OrderStatus.CANCELLED:
+        events.append(cancelled_order_event(order))
+    return events

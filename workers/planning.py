@@ -1,0 +1,110 @@
+"""Decide what a sync window sends: pure functions over orders and what we already know.
+
+Given the window's orders and a snapshot of our own state (the ledger's other
+orders for these buyers, events Klaviyo already confirmed, records in flight in
+other runs, fingerprints of profiles last sent), ``plan_window`` returns the
+profile and event items to send. Nothing already confirmed is planned again, so
+a re-run over the same window costs no Klaviyo budget.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterable
+
+from tiktok.models import Order
+
+from .mapping import LedgerEntry, buyer_profile, buyer_stats, event_key, external_id, is_placed, ledger_entry, order_events
+from .payloads import event_payload, payload_hash, profile_payload
+
+PROFILE = "profile"
+EVENT = "event"
+ORDER = "order"
+
+
+@dataclass(frozen=True)
+class PlannedItem:
+    kind: str
+    key: str
+    payload: dict
+    fingerprint: str | None = None
+
+
+@dataclass(frozen=True)
+class KnownState:
+    """What the database knows, for the buyers and events of one window."""
+
+    ledger: dict[str, list[LedgerEntry]] = field(default_factory=dict)  # user_id -> entries
+    delivered: frozenset[str] = frozenset()                               # event keys Klaviyo confirmed
+    in_flight: frozenset[tuple[str, str]] = frozenset()                   # (kind, key) open in other runs
+    profile_hashes: dict[str, str] = field(default_factory=dict)          # external_id -> fingerprint
+
+
+@dataclass(frozen=True)
+class Plan:
+    orders: list[Order]
+    profiles: list[PlannedItem]
+    events: list[PlannedItem]
+    already_delivered: int
+    unchanged_profiles: int
+    in_flight_elsewhere: int
+
+    @property
+    def items(self) -> list[PlannedItem]:
+        return [*self.profiles, *self.events]
+
+
+def latest_by_id(orders: Iterable[Order]) -> list[Order]:
+    """One order per id, the one with the latest ``update_time`` (pages can overlap)."""
+    latest: dict[str, Order] = {}
+    for order in orders:
+        current = latest.get(order.id)
+        if current is None or order.update_time >= current.update_time:
+            latest[order.id] = order
+    return sorted(latest.values(), key=lambda o: (o.update_time, o.id))
+
+
+def merged_entries(user_id: str, window: list[Order], known: list[LedgerEntry]) -> list[LedgerEntry]:
+    """The buyer's ledger with this window's orders replacing their older versions."""
+    by_id = {e.order_id: e for e in known}
+    for order in window:
+        by_id[order.id] = ledger_entry(order)
+    return [e for e in by_id.values() if e.user_id == user_id]
+
+
+def plan_window(orders: Iterable[Order], known: KnownState) -> Plan:
+    window = latest_by_id(orders)
+    by_buyer: dict[str, list[Order]] = {}
+    for order in window:
+        by_buyer.setdefault(order.user_id, []).append(order)
+
+    events, delivered, elsewhere = [], 0, 0
+    for order in window:
+        for event in order_events(order):
+            key = event_key(event)
+            if key in known.delivered:
+                delivered += 1
+            elif (EVENT, key) in known.in_flight:
+                elsewhere += 1
+            else:
+                events.append(PlannedItem(EVENT, key, event_payload(event)))
+
+    profiles, unchanged = [], 0
+    for user_id, buyer_orders in by_buyer.items():
+        placed = [o for o in buyer_orders if is_placed(o)]
+        if not placed:
+            continue
+        newest = max(placed, key=lambda o: (o.create_time, o.id))
+        stats = buyer_stats(merged_entries(user_id, buyer_orders, known.ledger.get(user_id, [])))
+        payload = profile_payload(buyer_profile(newest, stats))
+        fingerprint = payload_hash(payload)
+        key = external_id(user_id)
+        if known.profile_hashes.get(key) == fingerprint:
+            unchanged += 1
+        elif (PROFILE, key) in known.in_flight:
+            elsewhere += 1
+        else:
+            profiles.append(PlannedItem(PROFILE, key, payload, fingerprint))
+
+    return Plan(orders=window, profiles=profiles, events=events, already_delivered=delivered,
+                unchanged_profiles=unchanged, in_flight_elsewhere=elsewhere)
