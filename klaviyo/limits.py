@@ -53,10 +53,13 @@ class RateLimitTimeout(Exception):
     """No token within the timeout. ``retry_in`` says when one is likely."""
 
     def __init__(self, bucket: str, waited: float, retry_in: float):
-        super().__init__(f"no rate-limit token for {bucket!r} within {waited:.2f}s; retry in {retry_in:.2f}s")
+        super().__init__(bucket, waited, retry_in)  # the raw args, so the exception pickles (Celery)
         self.bucket = bucket
         self.waited = waited
         self.retry_in = retry_in
+
+    def __str__(self) -> str:
+        return f"no rate-limit token for {self.bucket!r} after {self.waited:.3f}s; next grant in about {self.retry_in:.3f}s"
 
 
 class LocalTokenBucket:
