@@ -36,7 +36,8 @@ enable_utc = True
 
 task_acks_late = True
 task_reject_on_worker_lost = True
-task_acks_on_failure_or_timeout = True
+task_acks_on_failure = True
+task_acks_on_timeout = True
 worker_prefetch_multiplier = 1
 worker_soft_shutdown_timeout = 8
 task_time_limit = TASK_TIME_LIMIT_SECONDS

@@ -55,18 +55,19 @@ from .models import (
     ProfileUpsertResult,
 )
 from .schemas import (
-    BulkImportJobSchema,
-    EventAttributesSchema,
-    EventResourceSchema,
-    ImportErrorSchema,
-    ListResourceSchema,
-    ProfileAttributesSchema,
-    ProfileResourceSchema,
-    SegmentResourceSchema,
+    BULK_IMPORT_JOB,
+    EVENT_ATTRIBUTES,
+    EVENT_RESOURCE,
+    IMPORT_ERROR,
+    LIST_RESOURCE,
+    PROFILE_ATTRIBUTES,
+    PROFILE_RESOURCE,
+    SEGMENT_RESOURCE,
     first_error,
 )
 
 log = logging.getLogger(__name__)
+
 
 DEFAULT_BASE_URL = "https://a.klaviyo.com/api"
 #: The API revision this client is written against (the checked-in spec's).
@@ -169,9 +170,12 @@ class KlaviyoClient:
     def create_or_update_profile(self, profile: KlaviyoProfile) -> ProfileUpsertResult:
         """Upsert through ``POST /api/profile-import`` (201 created, 200 updated).
 
-        A 409 ``duplicate_profile`` (e-mail and phone belong to two profiles) is
-        resolved here: the upsert is repeated against the profile Klaviyo names;
-        if that still conflicts, the phone number, the weaker identifier, is left out.
+        A 409 ``duplicate_profile`` means the identifiers belong to two different
+        profiles. It is resolved here, without ever merging two people: first the
+        phone number (the identifier households share) is left out; if the conflict
+        remains, the upsert goes to the profile Klaviyo names, but only when that
+        profile's e-mail and external id do not contradict ours. Otherwise the
+        ``KlaviyoConflictError`` is raised for the caller to record.
         """
         attributes = self._profile_attributes(profile)
         data = {"type": "profile", "attributes": attributes}
@@ -180,24 +184,29 @@ class KlaviyoClient:
         try:
             response = self._request("create_or_update_profile", "POST", "/profile-import", body={"data": data})
         except KlaviyoConflictError as conflict:
-            response = self._resolve_duplicate(attributes, conflict)
+            response = self._resolve_duplicate(data, conflict)
         return self._upsert_result(response)
 
-    def _resolve_duplicate(self, attributes: dict, conflict: KlaviyoConflictError) -> requests.Response:
-        if not conflict.duplicate_profile_id:
+    def _resolve_duplicate(self, data: dict, conflict: KlaviyoConflictError) -> requests.Response:
+        attributes = data["attributes"]
+        if "phone_number" in attributes:
+            without_phone = dict(data, attributes={k: v for k, v in attributes.items() if k != "phone_number"})
+            log.info("profile conflict: upserting without phone_number")
+            try:
+                return self._request("create_or_update_profile", "POST", "/profile-import", body={"data": without_phone})
+            except KlaviyoConflictError as again:
+                conflict, data = again, without_phone
+        if not conflict.duplicate_profile_id or data.get("id") == conflict.duplicate_profile_id:
             raise conflict
-        data = {"type": "profile", "id": conflict.duplicate_profile_id, "attributes": attributes}
-        try:
-            return self._request("create_or_update_profile", "POST", "/profile-import", body={"data": data})
-        except KlaviyoConflictError:
-            if "phone_number" not in attributes:
-                raise
-            log.info("profile conflict persists; upserting without phone_number", extra={"fields": {"profile_id": conflict.duplicate_profile_id}})
-            data["attributes"] = {k: v for k, v in attributes.items() if k != "phone_number"}
-            return self._request("create_or_update_profile", "POST", "/profile-import", body={"data": data})
+        existing = self.get_profile(conflict.duplicate_profile_id)
+        ours = data["attributes"]
+        if any(getattr(existing, k) and ours.get(k) and getattr(existing, k) != ours[k] for k in ("email", "external_id")):
+            raise conflict  # that profile is somebody else: never merge two people
+        target = dict(data, id=conflict.duplicate_profile_id)
+        return self._request("create_or_update_profile", "POST", "/profile-import", body={"data": target})
 
     def _upsert_result(self, response: requests.Response) -> ProfileUpsertResult:
-        profile = self._load(ProfileResourceSchema(), self._json(response).get("data"), "profile")
+        profile = self._load(PROFILE_RESOURCE, self._json(response).get("data"), "profile")
         return ProfileUpsertResult(profile_id=profile.profile_id, email=profile.email,
                                    created=response.status_code == 201, profile=profile)
 
@@ -205,7 +214,7 @@ class KlaviyoClient:
         """``POST /api/profiles``; a taken identifier raises ``KlaviyoConflictError``."""
         body = {"data": {"type": "profile", "attributes": self._profile_attributes(profile)}}
         response = self._request("create_profile", "POST", "/profiles", body=body, idempotent=False)
-        return self._load(ProfileResourceSchema(), self._json(response).get("data"), "profile")
+        return self._load(PROFILE_RESOURCE, self._json(response).get("data"), "profile")
 
     def update_profile(self, profile: KlaviyoProfile) -> KlaviyoProfile:
         """``PATCH /api/profiles/{id}``: fields left None are not sent, so they stay as they are."""
@@ -213,11 +222,11 @@ class KlaviyoClient:
             raise KlaviyoValidationError("update_profile needs profile.profile_id", field="profile_id")
         body = {"data": {"type": "profile", "id": profile.profile_id, "attributes": self._profile_attributes(profile)}}
         response = self._request("update_profile", "PATCH", f"/profiles/{profile.profile_id}", body=body)
-        return self._load(ProfileResourceSchema(), self._json(response).get("data"), "profile")
+        return self._load(PROFILE_RESOURCE, self._json(response).get("data"), "profile")
 
     def get_profile(self, profile_id: str) -> KlaviyoProfile:
         response = self._request("get_profile", "GET", f"/profiles/{profile_id}")
-        return self._load(ProfileResourceSchema(), self._json(response).get("data"), "profile")
+        return self._load(PROFILE_RESOURCE, self._json(response).get("data"), "profile")
 
     def search_profiles(self, email: str | None = None, phone_number: str | None = None,
                         external_id: str | None = None) -> list[KlaviyoProfile]:
@@ -228,7 +237,7 @@ class KlaviyoClient:
         clauses = [f"equals({k},{json.dumps(v)})" for k, v in given]
         expression = clauses[0] if len(clauses) == 1 else f"and({','.join(clauses)})"
         params = {"filter": expression, "page[size]": 100}
-        return [self._load(ProfileResourceSchema(), r, "profile")
+        return [self._load(PROFILE_RESOURCE, r, "profile")
                 for r, _ in self._paginate("get_profiles", "/profiles", params)]
 
     # Events ------------------------------------------------------------------------------------
@@ -251,7 +260,7 @@ class KlaviyoClient:
         if clauses:
             params["filter"] = clauses[0] if len(clauses) == 1 else f"and({','.join(clauses)})"
         for resource, included in self._paginate("get_events", "/events", params):
-            event = self._load(EventResourceSchema(), resource, "event")
+            event = self._load(EVENT_RESOURCE, resource, "event")
             metric = included.get(("metric", event.metric_name))
             if metric:
                 event.metric_name = (metric.get("attributes") or {}).get("name") or event.metric_name
@@ -307,12 +316,12 @@ class KlaviyoClient:
     def get_lists(self, name: str | None = None) -> Iterator[KlaviyoList]:
         params = {"filter": f"equals(name,{json.dumps(name)})"} if name else {}
         for resource, _ in self._paginate("get_lists", "/lists", params):
-            yield self._load(ListResourceSchema(), resource, "list")
+            yield self._load(LIST_RESOURCE, resource, "list")
 
     def create_list(self, name: str) -> KlaviyoList:
         body = {"data": {"type": "list", "attributes": {"name": name}}}
         response = self._request("create_list", "POST", "/lists", body=body, idempotent=False)
-        return self._load(ListResourceSchema(), self._json(response).get("data"), "list")
+        return self._load(LIST_RESOURCE, self._json(response).get("data"), "list")
 
     def get_or_create_list(self, name: str) -> KlaviyoList:
         """The list called ``name``, created if missing. Klaviyo allows duplicate names, so look first."""
@@ -347,13 +356,13 @@ class KlaviyoClient:
 
     def get_list_profiles(self, list_id: str) -> Iterator[KlaviyoProfile]:
         for resource, _ in self._paginate("get_profiles_for_list", f"/lists/{list_id}/profiles", {"page[size]": 100}):
-            yield self._load(ProfileResourceSchema(), resource, "profile")
+            yield self._load(PROFILE_RESOURCE, resource, "profile")
 
     # Segments ----------------------------------------------------------------------------------
 
     def get_segments(self) -> Iterator[KlaviyoSegment]:
         for resource, _ in self._paginate("get_segments", "/segments", {}):
-            yield self._load(SegmentResourceSchema(), resource, "segment")
+            yield self._load(SEGMENT_RESOURCE, resource, "segment")
 
     def create_segment(self, name: str, definition: dict) -> KlaviyoSegment:
         """``POST /api/segments``. ``definition`` is ``{"condition_groups": [...]}`` as in the spec."""
@@ -361,11 +370,11 @@ class KlaviyoClient:
             raise KlaviyoValidationError("segment definition needs a condition_groups list", field="definition")
         body = {"data": {"type": "segment", "attributes": {"name": name, "definition": definition}}}
         response = self._request("create_segment", "POST", "/segments", body=body, idempotent=False)
-        return self._load(SegmentResourceSchema(), self._json(response).get("data"), "segment")
+        return self._load(SEGMENT_RESOURCE, self._json(response).get("data"), "segment")
 
     def get_segment_profiles(self, segment_id: str) -> Iterator[KlaviyoProfile]:
         for resource, _ in self._paginate("get_profiles_for_segment", f"/segments/{segment_id}/profiles", {"page[size]": 100}):
-            yield self._load(ProfileResourceSchema(), resource, "profile")
+            yield self._load(PROFILE_RESOURCE, resource, "profile")
 
     # Consent and privacy -----------------------------------------------------------------------
 
@@ -462,16 +471,16 @@ class KlaviyoClient:
             if match:
                 exc.index = int(match.group(1))
             raise
-        return self._load(BulkImportJobSchema(), self._json(response).get("data"), "profile-bulk-import-job")
+        return self._load(BULK_IMPORT_JOB, self._json(response).get("data"), "profile-bulk-import-job")
 
     def get_bulk_import_job(self, job_id: str) -> BulkImportJob:
         response = self._request("get_bulk_import_profiles_job", "GET", f"/profile-bulk-import-jobs/{job_id}")
-        return self._load(BulkImportJobSchema(), self._json(response).get("data"), "profile-bulk-import-job")
+        return self._load(BULK_IMPORT_JOB, self._json(response).get("data"), "profile-bulk-import-job")
 
     def get_bulk_import_errors(self, job_id: str) -> Iterator[ProfileImportError]:
         path = f"/profile-bulk-import-jobs/{job_id}/import-errors"
         for resource, _ in self._paginate("get_errors_for_bulk_import_profiles_job", path, {"page[size]": 100}):
-            yield self._load(ImportErrorSchema(), resource, "import-error")
+            yield self._load(IMPORT_ERROR, resource, "import-error")
 
     def wait_for_bulk_import(self, job_id: str, timeout: float = 300, poll: float = 1.0) -> BulkImportJob:
         """Poll until the job is complete or cancelled; returns its last state even on timeout."""
@@ -485,7 +494,7 @@ class KlaviyoClient:
     # Validation helpers ------------------------------------------------------------------------
 
     def _profile_attributes(self, profile: KlaviyoProfile, field_prefix: str = "") -> dict:
-        attributes = ProfileAttributesSchema().dump(profile)
+        attributes = PROFILE_ATTRIBUTES.dump(profile)
         self._check_attributes(attributes, field_prefix)
         size = len(json.dumps(attributes, default=str).encode())
         if size > MAX_PROFILE_BYTES:
@@ -495,7 +504,7 @@ class KlaviyoClient:
 
     @staticmethod
     def _check_attributes(attributes: dict, field_prefix: str) -> None:
-        errors = ProfileAttributesSchema().validate(attributes)
+        errors = PROFILE_ATTRIBUTES.validate(attributes)
         if errors:
             field, message = first_error(errors)
             field = f"{field_prefix}.{field}".lstrip(".")
@@ -503,7 +512,7 @@ class KlaviyoClient:
 
     @staticmethod
     def _event_attributes(event: KlaviyoEvent, field_prefix: str = "") -> dict:
-        schema = EventAttributesSchema()
+        schema = EVENT_ATTRIBUTES
         attributes = schema.dump(event)
         errors = schema.validate(attributes)
         if errors:

@@ -123,7 +123,7 @@ class EventAttributesSchema(Schema):
         return value
 
     def _dump_profile(self, event: KlaviyoEvent) -> dict:
-        data = {"type": "profile", "attributes": ProfileAttributesSchema().dump(event.profile)}
+        data = {"type": "profile", "attributes": PROFILE_ATTRIBUTES.dump(event.profile)}
         if event.profile.profile_id:
             data["id"] = event.profile.profile_id
         return {"data": data}
@@ -135,7 +135,7 @@ class EventAttributesSchema(Schema):
             raise ValidationError("A profile is required.") from None
         if value["data"].get("id"):
             return value
-        ProfileAttributesSchema().load(attributes)  # ValidationError nests under "profile"
+        PROFILE_ATTRIBUTES.load(attributes)  # ValidationError nests under "profile"
         return value
 
     @post_dump
@@ -270,6 +270,17 @@ class ImportErrorSchema(_Lenient):
         source = a.get("source") or {}
         return ProfileImportError(code=a.get("code"), title=a.get("title"), detail=a.get("detail"),
                                   pointer=source.get("pointer"), original_payload=a.get("original_payload"))
+
+
+#: One instance of each schema: building a schema costs far more than using it.
+PROFILE_ATTRIBUTES = ProfileAttributesSchema()
+EVENT_ATTRIBUTES = EventAttributesSchema()
+PROFILE_RESOURCE = ProfileResourceSchema()
+LIST_RESOURCE = ListResourceSchema()
+SEGMENT_RESOURCE = SegmentResourceSchema()
+EVENT_RESOURCE = EventResourceSchema()
+BULK_IMPORT_JOB = BulkImportJobSchema()
+IMPORT_ERROR = ImportErrorSchema()
 
 
 def _dt(value) -> datetime | None:

@@ -10,6 +10,7 @@ names one) which is flushed at the start of the session.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from pathlib import Path
@@ -68,16 +69,15 @@ def _postgres_admin_url(url: str) -> str | None:
         return None
 
 
-@pytest.fixture(scope="session")
-def database_backend(tmp_path_factory):
-    """A fresh, empty database URL: PostgreSQL when DATABASE_URL answers, else SQLite."""
+@contextlib.contextmanager
+def _fresh_database(tmp_dir: Path):
+    """A new, empty database: beside DATABASE_URL's PostgreSQL when it answers, else a SQLite file."""
     from sqlalchemy import create_engine, text
     from sqlalchemy.engine import make_url
 
     admin = _postgres_admin_url(os.environ.get("DATABASE_URL", ""))
     if admin is None:
-        path = tmp_path_factory.mktemp("db") / "ksync-test.sqlite3"
-        yield f"sqlite:///{path}"
+        yield f"sqlite:///{tmp_dir / f'ksync-{uuid.uuid4().hex[:8]}.sqlite3'}"
         return
     name = f"ksync_test_{uuid.uuid4().hex[:10]}"
     engine = create_engine(admin, isolation_level="AUTOCOMMIT")
@@ -86,13 +86,85 @@ def database_backend(tmp_path_factory):
     try:
         yield make_url(admin).set(database=name).render_as_string(hide_password=False)
     finally:
+        from db.engine import dispose_engines
+
+        dispose_engines()
         with engine.connect() as conn:
-            conn.execute(text(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n AND pid <> pg_backend_pid()"
-            ), {"n": name})
+            conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                              "WHERE datname = :n AND pid <> pg_backend_pid()"), {"n": name})
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
         engine.dispose()
 
+
+@pytest.fixture(scope="session")
+def database_backend(tmp_path_factory):
+    """A database for the whole session (PostgreSQL when DATABASE_URL answers, else SQLite)."""
+    with _fresh_database(tmp_path_factory.mktemp("db")) as url:
+        yield url
+
+
+@pytest.fixture
+def fresh_database(tmp_path):
+    """A new, empty database for one test."""
+    with _fresh_database(tmp_path) as url:
+        yield url
+
+
+@pytest.fixture
+def migrated_database(fresh_database):
+    """A fresh database with the migrations applied, set as this process's DATABASE_URL."""
+    from db.engine import dispose_engines
+    from db.migrate import upgrade
+    from settings import reset_settings_cache
+
+    upgrade(fresh_database)
+    old = os.environ.get("DATABASE_URL")
+    os.environ["DATABASE_URL"] = fresh_database
+    reset_settings_cache()
+    yield fresh_database
+    dispose_engines()
+    if old is None:
+        os.environ.pop("DATABASE_URL", None)
+    else:
+        os.environ["DATABASE_URL"] = old
+    reset_settings_cache()
+
+
+@pytest.fixture
+def make_stack(redis_url, fresh_database, tmp_path):
+    """``make_stack(orders=..., workers=..., extra_env=...)`` starts a LocalStack on the test's
+    Redis (flushed first) and a fresh database, activated in this process; stopped afterwards."""
+    import redis as redis_lib
+
+    from sandbox.stack import LocalStack
+
+    stacks = []
+    saved = {k: v for k, v in os.environ.items() if k.startswith(("KLAVIYO_", "TIKTOK_", "KSYNC_"))
+             or k in ("REDIS_URL", "DATABASE_URL")}
+
+    def build(**kwargs):
+        redis_lib.Redis.from_url(redis_url).flushdb()
+        env = {"KSYNC_LAG_SECONDS": "0"} | kwargs.pop("extra_env", {})
+        stack = LocalStack(redis_url=kwargs.pop("redis_url", redis_url), database_url=fresh_database,
+                           work_dir=tmp_path / f"stack{len(stacks)}", extra_env=env, **kwargs)
+        stacks.append(stack)
+        stack.start()
+        stack.activate()
+        return stack
+
+    yield build
+    for stack in stacks:
+        stack.stop()
+    for key in [k for k in os.environ if k.startswith(("KLAVIYO_", "TIKTOK_", "KSYNC_"))]:
+        del os.environ[key]
+    os.environ.update(saved)
+    from db.engine import dispose_engines
+    from settings import reset_settings_cache
+    from workers import clients
+
+    reset_settings_cache()
+    dispose_engines()
+    clients.reset()
 
 import sys as _sys
 

@@ -37,7 +37,7 @@ from .exceptions import (
     TikTokTokenExpiredError,
 )
 from .models import InvalidOrder, Order, Shop
-from .schemas import ShopSchema, parse_order
+from .schemas import SHOP_SCHEMA, parse_order
 from .signing import encode_body, sign
 from .tokens import MemoryTokenStore, TokenPair, TokenStore
 from .webhooks import verify_webhook
@@ -188,7 +188,7 @@ class TikTokShopClient:
     def get_authorized_shops(self) -> list[Shop]:
         """Shops the access token covers; each ``cipher`` is a ``TIKTOK_SHOP_CIPHER`` value."""
         data = self._call("GET", SHOPS_PATH, shop_scoped=False)
-        return [ShopSchema().load(s) for s in data.get("shops") or []]
+        return [SHOP_SCHEMA.load(s) for s in data.get("shops") or []]
 
     def verify_webhook(self, authorization_header: str | None, raw_body: bytes) -> None:
         """Raise ``WebhookSignatureError`` unless TikTok signed ``raw_body`` with our app secret."""

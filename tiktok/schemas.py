@@ -176,6 +176,11 @@ class ShopSchema(_Schema):
         return Shop(**data)
 
 
+#: Schemas are built once: constructing one (and its nested schemas) costs far more than a load.
+ORDER_SCHEMA = OrderSchema()
+SHOP_SCHEMA = ShopSchema()
+
+
 def _first_error(messages, prefix=""):
     if isinstance(messages, dict):
         for key, value in messages.items():
@@ -194,7 +199,7 @@ def load_order(raw) -> Order:
     if not isinstance(raw, dict):
         raise OrderValidationError(order_id, "<order>", f"expected an object, got {type(raw).__name__}")
     try:
-        return replace(OrderSchema().load(raw), raw=raw)
+        return replace(ORDER_SCHEMA.load(raw), raw=raw)
     except ValidationError as exc:
         field, message = _first_error(exc.messages)
         raise OrderValidationError(order_id, field, message) from None

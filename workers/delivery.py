@@ -46,14 +46,21 @@ MAX_COUNTDOWN = 60
 SENT_MARKER_TTL = 7 * 24 * 3600
 #: How long one task polls a bulk import job before handing over to a later retry.
 BULK_POLL_SECONDS = 8
+#: Import errors with this code go to the single-record upsert, which resolves profile conflicts.
+CONFLICT_CODE = "duplicate_profile"
 
 
 @dataclass(frozen=True)
 class Outcome:
-    """``retry_in`` set: come back after that many seconds. Else the work is done (or not ours)."""
+    """``retry_in`` set: come back after that many seconds. Else the work is done (or not ours).
+
+    ``resend_single`` lists items handed back from a bulk job that need the per-record
+    path (a profile conflict the single upsert knows how to resolve).
+    """
 
     retry_in: float | None = None
     reason: str = ""
+    resend_single: tuple[int, ...] = ()
 
 
 DONE = Outcome()
@@ -304,15 +311,19 @@ def _finish_import_job(run_id: str, job_id: str, settings: Settings) -> Outcome:
                                                             SyncItem.status == "sending").order_by(SyncItem.id)))
         shop = session.get(SyncRun, run_id).shop
         failed = _rows_with_errors(items, errors)
+        conflicts = []
         for item in items:
             owner = item.claimed_by
-            if item.id in failed:
+            if item.id in failed and CONFLICT_CODE in failed[item.id]:
+                history.release_items(session, [item.id], owner, error=failed[item.id], sent=True)
+                conflicts.append(item.id)
+            elif item.id in failed:
                 history.fail_items(session, [item.id], owner, failed[item.id])
             else:
                 history.succeed_items(session, [item.id], owner)
                 ledger.record_profile(session, shop, run_id, item.key, None, payload_hash(item.payload))
     finish_if_done(run_id)
-    return DONE
+    return Outcome(resend_single=tuple(conflicts)) if conflicts else DONE
 
 
 def _rows_with_errors(items: list[SyncItem], errors) -> dict[int, str]:

@@ -61,20 +61,24 @@ class EventPayload(_Schema):
         return KlaviyoEvent(**data)
 
 
+_PROFILE = ProfilePayload()
+_EVENT = EventPayload()
+
+
 def profile_payload(profile: KlaviyoProfile) -> dict:
-    return ProfilePayload().dump(profile)
+    return _PROFILE.dump(profile)
 
 
 def load_profile(payload: dict) -> KlaviyoProfile:
-    return ProfilePayload().load(payload)
+    return _PROFILE.load(payload)
 
 
 def event_payload(event: KlaviyoEvent) -> dict:
-    return EventPayload().dump(event)
+    return _EVENT.dump(event)
 
 
 def load_event(payload: dict) -> KlaviyoEvent:
-    return EventPayload().load(payload)
+    return _EVENT.load(payload)
 
 
 def payload_hash(payload: dict) -> str:

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from typing import Mapping, NamedTuple
+
 from klaviyo.limits import RateLimitTimeout  # one class for the client hook and the fleet limiter
 
 __all__ = [

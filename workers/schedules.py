@@ -17,20 +17,20 @@ from celery.schedules import schedstate, schedule
 class aligned_every(schedule):
     def __init__(self, seconds: float, **kwargs):
         super().__init__(run_every=timedelta(seconds=seconds), **kwargs)
-        self.seconds = float(seconds)
+        self.interval = float(seconds)
 
     def is_due(self, last_run_at: datetime):
         now = self.now().timestamp()
         last = last_run_at.timestamp()
-        due = math.floor(now / self.seconds) > math.floor(last / self.seconds)
-        next_in = (math.floor(now / self.seconds) + 1) * self.seconds - now
+        due = math.floor(now / self.interval) > math.floor(last / self.interval)
+        next_in = (math.floor(now / self.interval) + 1) * self.interval - now
         return schedstate(is_due=due, next=max(next_in, 0.5))
 
     def __repr__(self) -> str:
-        return f"<aligned_every {self.seconds:g}s>"
+        return f"<aligned_every {self.interval:g}s>"
 
     def __reduce__(self):
-        return self.__class__, (self.seconds,)
+        return self.__class__, (self.interval,)
 
 
 def period_key(seconds: float, now: datetime | None = None) -> str:

@@ -126,6 +126,8 @@ def _deliver(task, sender, run_id: str, target) -> None:
         outcome = sender(run_id, target, owner, get_settings())
     except TRANSIENT as exc:
         raise task.retry(countdown=_countdown(5), exc=exc)
+    for item_id in outcome.resend_single:
+        upsert_profile.apply_async((run_id, item_id))
     if outcome.retry_in is not None:
         raise task.retry(countdown=outcome.retry_in)
 

@@ -10,6 +10,7 @@ import pytest
 
 from klaviyo import (
     KlaviyoAuthError,
+    KlaviyoConflictError,
     KlaviyoClient,
     KlaviyoEvent,
     KlaviyoNotFoundError,
@@ -68,6 +69,25 @@ def test_a_duplicate_profile_conflict_is_resolved_inside_the_upsert(klaviyo):
                                                              first_name="Ann"))
     assert result.profile_id in (by_email.profile_id, by_phone.profile_id)
     assert klaviyo.get_profile(result.profile_id).first_name == "Ann"
+
+
+def test_two_buyers_sharing_a_phone_stay_two_profiles(klaviyo, standin):
+    first = klaviyo.create_or_update_profile(KlaviyoProfile(email="a@scs.tiktokw.us", external_id="tiktok:A",
+                                                            phone_number="+13055550163"))
+    second = klaviyo.create_or_update_profile(KlaviyoProfile(email="b@scs.tiktokw.us", external_id="tiktok:B",
+                                                             phone_number="+13055550163"))
+    assert first.profile_id != second.profile_id
+    people = {p["external_id"]: p for p in standin.state()["profiles"]}
+    assert people["tiktok:A"]["email"] == "a@scs.tiktokw.us" and people["tiktok:A"]["phone_number"] == "+13055550163"
+    assert people["tiktok:B"]["email"] == "b@scs.tiktokw.us" and people["tiktok:B"]["phone_number"] is None
+
+
+def test_a_conflict_with_somebody_elses_profile_is_raised_not_merged(klaviyo, standin):
+    klaviyo.create_profile(KlaviyoProfile(email="shared@example.com", external_id="shopify:1"))
+    with pytest.raises(KlaviyoConflictError) as caught:
+        klaviyo.create_or_update_profile(KlaviyoProfile(email="shared@example.com", external_id="tiktok:9"))
+    assert caught.value.duplicate_profile_id
+    assert [p["external_id"] for p in standin.state()["profiles"]] == ["shopify:1"]
 
 
 def test_search_profiles_by_each_identifier(klaviyo):

@@ -1,0 +1,275 @@
+"""``ksync``: run the demo, start and follow syncs, read sync history, see the shared limiter.
+
+Exit status of ``sync --wait`` and ``retry-failed --wait``: 0 succeeded, 3 partial
+(some records failed, see ``ksync show RUN``), 4 failed. Any expected problem
+(bad setting, Redis or database unreachable, unknown run) is one line on stderr
+and exit status 1; usage errors are 2.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import asdict
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from settings import ConfigError, get_settings, redact_url
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PARTIAL, EXIT_FAILED = 0, 1, 2, 3, 4
+EXIT_FOR_STATUS = {"succeeded": EXIT_OK, "partial": EXIT_PARTIAL, "failed": EXIT_FAILED, "skipped": EXIT_OK}
+
+console = Console()
+errors = Console(stderr=True)
+
+
+class Failure(Exception):
+    """An expected failure, shown as one line."""
+
+
+def _check_redis() -> None:
+    import redis
+
+    url = get_settings().redis_url
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=3).ping()
+    except redis.RedisError as exc:
+        raise Failure(f"cannot reach Redis at {redact_url(url)} ({type(exc).__name__}: {exc}); "
+                      "is REDIS_URL right and the server running?") from None
+
+
+def _check_database() -> None:
+    from sqlalchemy import text
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from db.engine import get_engine
+
+    url = get_settings().database_url
+    try:
+        with get_engine().connect() as conn:
+            conn.execute(text("select 1"))
+    except SQLAlchemyError as exc:
+        reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
+        raise Failure(f"cannot reach the database at {redact_url(url)} ({reason}); is DATABASE_URL right?") from None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def cli() -> None:
+    """ksync: keep a merchant's Klaviyo account in step with their TikTok Shop."""
+
+
+@cli.command()
+@click.option("--orders", default=3000, show_default=True, help="orders the TikTok stand-in generates")
+@click.option("--workers", default=2, show_default=True, help="worker processes to start")
+@click.option("--days", default=30, show_default=True, help="days of order history to generate")
+def demo(orders: int, workers: int, days: int) -> None:
+    """Run a full sync on this machine: embedded Redis, SQLite, both stand-ins, real workers."""
+    from .demo import run_demo
+
+    sys.exit(run_demo(console, orders=orders, workers=workers, days=days))
+
+
+@cli.command()
+@click.option("--days-back", type=float, help="read orders updated in the last N days")
+@click.option("--since", help="window start (ISO-8601, e.g. 2026-11-01T00:00:00Z)")
+@click.option("--until", help="window end (ISO-8601); default now minus the lag")
+@click.option("--dry-run", is_flag=True, help="record what would be sent; send nothing")
+@click.option("--shop", help="shop cipher (default: the first in TIKTOK_SHOP_CIPHER)")
+@click.option("--wait", is_flag=True, help="follow the run with progress bars; the exit status tells the outcome")
+@click.option("--timeout", type=float, default=None, help="with --wait: give up waiting after N seconds")
+def sync(days_back, since, until, dry_run, shop, wait, timeout) -> None:
+    """Queue a sync now (workers do the work) and print its run id."""
+    from workers.api import enqueue_sync
+
+    _check_database()
+    _check_redis()
+    try:
+        run_id = enqueue_sync(days_back=days_back, since=since, until=until, dry_run=dry_run, shop=shop, trigger="cli")
+    except ValueError as exc:
+        raise Failure(str(exc)) from None
+    console.print(f"queued run [bold]{run_id}[/]")
+    if wait:
+        sys.exit(_wait(run_id, timeout))
+
+
+def _wait(run_id: str, timeout: float | None) -> int:
+    from .progress import follow
+
+    snap = follow(run_id, console, timeout=timeout)
+    run = snap.run
+    if run.status not in EXIT_FOR_STATUS:
+        console.print(f"run {run_id} is still {run.status}; follow it with `ksync show {run_id[:8]}`")
+        return EXIT_ERROR
+    console.print(f"run {run.id[:8]} {run.status}: {run.success_count} records synced, {run.failed_count} failed"
+                  + (f" (see `ksync show {run.id[:8]}`)" if run.failed_count else ""))
+    return EXIT_FOR_STATUS[run.status]
+
+
+@cli.command("history")
+@click.option("--limit", default=20, show_default=True)
+@click.option("--shop")
+@click.option("--json", "as_json", is_flag=True, help="print JSON instead of a table")
+def history_cmd(limit: int, shop: str | None, as_json: bool) -> None:
+    """Recent sync runs, newest first."""
+    from db import history
+    from db.engine import session_scope
+
+    from .progress import run_dict, runs_table
+
+    _check_database()
+    with session_scope() as session:
+        runs = history.list_runs(session, limit=limit, shop=shop)
+    if as_json:
+        click.echo(json.dumps([run_dict(r) for r in runs], indent=1))
+    else:
+        console.print(runs_table(runs))
+
+
+@cli.command()
+@click.argument("run_id")
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--all", "show_all", is_flag=True, help="list every failed item, not only the first 50")
+def show(run_id: str, as_json: bool, show_all: bool) -> None:
+    """One run: counts, window, and failed items with their errors."""
+    from db import history
+    from db.engine import session_scope
+
+    from .progress import run_dict
+
+    _check_database()
+    with session_scope() as session:
+        run = history.get_run(session, run_id)
+        if run is None:
+            raise Failure(f"no run {run_id} (use a full id or an unambiguous prefix from `ksync history`)")
+        counts = history.item_counts(session, run.id)
+        failed = history.failed_items(session, run.id)
+    if as_json:
+        click.echo(json.dumps(run_dict(run) | {"items": {f"{k}:{s}": n for (k, s), n in counts.items()},
+                                               "failed_items": [{"kind": i.kind, "key": i.key, "attempts": i.attempts,
+                                                                 "error": i.error} for i in failed]}, indent=1))
+        return
+    console.print(f"[bold]run {run.id}[/]  {run.status}  ({run.sync_type}, {run.trigger}, shop {run.shop})")
+    if run.window_start:
+        console.print(f"window  {run.window_start:%Y-%m-%d %H:%M:%S} → {run.window_end:%Y-%m-%d %H:%M:%S} UTC")
+    console.print(f"orders read {run.orders_read}, invalid {run.orders_invalid}; records {run.items_total}; "
+                  f"synced {run.success_count}, failed {run.failed_count}"
+                  + (f"; {run.duration_seconds:.1f}s" if run.duration_seconds else "") + (" (dry run)" if run.dry_run else ""))
+    table = Table("kind", "status", "records")
+    for (kind, status), n in sorted(counts.items()):
+        table.add_row(kind, status, str(n))
+    console.print(table)
+    if failed:
+        shown = failed if show_all else failed[:50]
+        errors_table = Table("kind", "key", "attempts", "error", title=f"failed items ({len(failed)})")
+        for item in shown:
+            errors_table.add_row(item.kind, item.key, str(item.attempts), item.error or "")
+        console.print(errors_table)
+        console.print(f"replay them with `ksync retry-failed {run.id[:8]}`")
+
+
+@cli.command("retry-failed")
+@click.argument("run_id")
+@click.option("--wait", is_flag=True)
+@click.option("--timeout", type=float, default=None)
+def retry_failed_cmd(run_id: str, wait: bool, timeout: float | None) -> None:
+    """Replay a run's failed items as a new run."""
+    from workers.api import retry_failed
+
+    _check_database()
+    _check_redis()
+    try:
+        new_id = retry_failed(run_id)
+    except LookupError as exc:
+        raise Failure(str(exc)) from None
+    console.print(f"queued run [bold]{new_id}[/] replaying the failures of {run_id}")
+    if wait:
+        sys.exit(_wait(new_id, timeout))
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--prometheus", is_flag=True, help="print Prometheus text exposition")
+@click.option("--all", "show_all", is_flag=True, help="include buckets that were never used")
+def limits(as_json: bool, prometheus: bool, show_all: bool) -> None:
+    """The shared rate limiter's live state per Klaviyo operation."""
+    from workers import clients
+
+    _check_redis()
+    limiter = clients.rate_limiter()
+    if prometheus:
+        from prometheus_client import CollectorRegistry, generate_latest
+
+        from workers.ratelimit_metrics import LimiterCollector
+
+        registry = CollectorRegistry()
+        registry.register(LimiterCollector(limiter))
+        click.echo(generate_latest(registry).decode(), nl=False)
+        return
+    stats = {b: s for b, s in limiter.stats().items() if show_all or s.grants or s.denials or s.cooldowns}
+    if as_json:
+        click.echo(json.dumps({b: asdict(s) for b, s in stats.items()}, indent=1, default=str))
+        return
+    table = Table("operation", "burst/s", "steady/min", "daily", "last 1s", "last 60s", "grants", "denials",
+                  "waited s", "cool-downs", "paused s", title="Klaviyo rate limits (shared by every worker)")
+    for bucket, s in sorted(stats.items()):
+        table.add_row(bucket, str(s.burst), str(s.steady), str(s.daily or ""), str(s.in_last_second),
+                      str(s.in_last_minute), str(s.grants), str(s.denials), f"{s.seconds_waited:.1f}",
+                      str(s.cooldowns), f"{s.cooldown_remaining:.1f}" if s.cooldown_remaining else "")
+    console.print(table if stats else "no Klaviyo calls recorded yet (try `ksync limits --all`)")
+
+
+@cli.group()
+def db() -> None:
+    """Database schema commands."""
+
+
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """Apply the Alembic migrations to DATABASE_URL."""
+    from db.migrate import upgrade
+
+    _check_database()
+    revision = upgrade(get_settings().database_url)
+    console.print(f"database at {redact_url(get_settings().database_url)} is at revision {revision}")
+
+
+@cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.option("--unauthenticated", is_flag=True, help="allow starting without FLOWER_BASIC_AUTH (local use only)")
+@click.pass_context
+def flower(ctx: click.Context, unauthenticated: bool) -> None:
+    """Start Flower with basic auth from FLOWER_BASIC_AUTH (extra args go to Flower)."""
+    auth = get_settings().flower_basic_auth
+    if not auth and not unauthenticated:
+        raise Failure("FLOWER_BASIC_AUTH is not set (user:password); refusing to start Flower without auth "
+                      "(pass --unauthenticated to allow it on a trusted machine)")
+    args = [sys.executable, "-m", "celery", "-A", "workers.app", "flower", *ctx.args]
+    env = dict(os.environ)
+    if unauthenticated and not auth:
+        env["KSYNC_FLOWER_UNAUTHENTICATED"] = "1"
+    os.execvpe(args[0], args, env)
+
+
+def main() -> None:
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        errors.print("aborted")
+        sys.exit(EXIT_ERROR)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(EXIT_USAGE)
+    except (Failure, ConfigError) as exc:
+        errors.print(f"ksync: {exc}", markup=False, highlight=False)
+        sys.exit(EXIT_ERROR)
+    except KeyboardInterrupt:
+        errors.print("interrupted")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()
