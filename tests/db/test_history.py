@@ -1,0 +1,170 @@
+"""Sync history on a real database: migrations, claims, roll-up, watermark, per-period dedupe."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import update
+
+from db import history, ledger
+from db.engine import get_engine, session_scope
+from db.migrate import head_revision, upgrade
+from db.models import Base, SyncItem, SyncRun
+from settings import Settings
+
+T = datetime(2026, 11, 1, tzinfo=timezone.utc)
+
+
+def test_migrations_build_exactly_the_models_schema(migrated_database):
+    with get_engine(migrated_database).connect() as connection:
+        diff = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+    assert diff == []
+    assert upgrade(migrated_database) == head_revision()  # a second upgrade is a no-op
+
+
+def make_run(session, **kw) -> SyncRun:
+    defaults = dict(shop="shop-1", sync_type="manual", trigger="api")
+    return history.create_run(session, **(defaults | kw))
+
+
+def add_items(session, run, n, kind="event"):
+    history.insert_items(session, run.id, [{"kind": kind, "key": f"k{i}", "payload": {"i": i}} for i in range(n)])
+    return history.item_ids(session, run.id, kind)
+
+
+def test_items_are_unique_per_run_kind_and_key(migrated_database):
+    with session_scope() as s:
+        run = make_run(s)
+        add_items(s, run, 3)
+        add_items(s, run, 3)
+        assert len(history.item_ids(s, run.id, "event")) == 3
+
+
+def test_a_claimed_item_is_not_claimed_again_until_its_lease_runs_out(migrated_database):
+    with session_scope() as s:
+        run = make_run(s)
+        ids = add_items(s, run, 2)
+    with session_scope() as s:
+        mine, held = history.claim_items(s, ids, "task-a:1", lease_seconds=60)
+        assert [i.id for i in mine] == ids and held is None
+    with session_scope() as s:
+        theirs, held = history.claim_items(s, ids, "task-a:2", lease_seconds=60)  # a redelivered copy
+        assert theirs == [] and held is not None
+    with session_scope() as s:
+        s.execute(update(SyncItem).values(claimed_at=datetime.now(timezone.utc) - timedelta(seconds=120)))
+    with session_scope() as s:
+        stolen, _ = history.claim_items(s, ids, "task-b:1", lease_seconds=60)
+        assert [i.id for i in stolen] == ids and all(i.attempts == 2 for i in stolen)
+    with session_scope() as s:
+        assert history.succeed_items(s, ids, "task-a:1") == 0  # the old owner's late answer changes nothing
+        assert history.succeed_items(s, ids, "task-b:1") == 2
+
+
+def test_released_items_give_back_the_attempt_when_nothing_was_sent(migrated_database):
+    with session_scope() as s:
+        run = make_run(s)
+        ids = add_items(s, run, 1)
+    with session_scope() as s:
+        history.claim_items(s, ids, "t:1", 60)
+        history.release_items(s, ids, "t:1", sent=False)
+        history.claim_items(s, ids, "t:2", 60)
+        history.release_items(s, ids, "t:2", error="503", sent=True)
+    with session_scope() as s:
+        item = s.get(SyncItem, ids[0])
+        assert (item.status, item.attempts, item.error) == ("pending", 1, "503")
+
+
+def test_a_run_finishes_only_once_dispatched_and_every_item_is_final(migrated_database):
+    with session_scope() as s:
+        run = make_run(s)
+        history.start_run(s, run, "t")
+        ids = add_items(s, run, 3)
+        run_id = run.id
+    with session_scope() as s:
+        assert history.finalize_if_done(s, run_id) is None  # not dispatched yet
+        s.get(SyncRun, run_id).phase = "dispatched"
+    with session_scope() as s:
+        history.claim_items(s, ids, "t:1", 60)
+        history.succeed_items(s, ids[:2], "t:1")
+        assert history.finalize_if_done(s, run_id) is None  # one item still open
+        history.fail_items(s, ids[2:], "t:1", "Klaviyo create_event answered 400 invalid: bad")
+    with session_scope() as s:
+        finished = history.finalize_if_done(s, run_id)
+        assert (finished.status, finished.success_count, finished.failed_count) == ("partial", 2, 1)
+        assert finished.records_synced == 2 and finished.error_details[0]["error"].endswith("bad")
+    with session_scope() as s:
+        assert history.finalize_if_done(s, run_id) is None  # exactly one caller finishes a run
+
+
+@pytest.mark.parametrize("succeeded, failed, status", [(2, 0, "succeeded"), (1, 1, "partial"), (0, 2, "failed"),
+                                                       (0, 0, "succeeded")])
+def test_final_status_follows_the_items(migrated_database, succeeded, failed, status):
+    with session_scope() as s:
+        run = make_run(s)
+        history.start_run(s, run, "t")
+        run.phase = "dispatched"
+        ids = add_items(s, run, succeeded + failed)
+        history.claim_items(s, ids, "o", 60)
+        history.succeed_items(s, ids[:succeeded], "o")
+        history.fail_items(s, ids[succeeded:], "o", "x")
+        assert history.finalize_if_done(s, run.id).status == status
+
+
+def finished_run(s, start, end, **kw):
+    run = make_run(s, **kw)
+    run.window_start, run.window_end = start, end
+    run.status, run.phase = "succeeded", "finished"
+    return run
+
+
+def test_the_watermark_advances_to_the_window_end_of_a_finished_run(migrated_database):
+    with session_scope() as s:
+        run = finished_run(s, T, T + timedelta(hours=1))
+        assert ledger.advance_watermark(s, run) == T + timedelta(hours=1)
+
+
+def test_the_watermark_never_passes_a_run_that_is_still_open(migrated_database):
+    with session_scope() as s:
+        ledger.set_watermark(s, "shop-1", T)
+        open_run = make_run(s)
+        open_run.window_start, open_run.window_end = T - timedelta(minutes=30), T + timedelta(minutes=10)
+        open_run.status, open_run.phase = "running", "dispatched"
+        later = finished_run(s, T - timedelta(minutes=5), T + timedelta(minutes=20))
+        s.flush()
+        assert ledger.advance_watermark(s, later) == T  # held: the open run still has work from T-30min on
+        open_run.status = "succeeded"
+        s.flush()
+        assert ledger.advance_watermark(s, later) == T + timedelta(minutes=20)
+
+
+def test_a_window_that_does_not_reach_the_watermark_does_not_move_it(migrated_database):
+    with session_scope() as s:
+        ledger.set_watermark(s, "shop-1", T)
+        gap = finished_run(s, T + timedelta(hours=1), T + timedelta(hours=2))
+        assert ledger.advance_watermark(s, gap) == T
+
+
+def test_a_dry_run_never_moves_the_watermark(migrated_database):
+    with session_scope() as s:
+        run = finished_run(s, T, T + timedelta(hours=1), dry_run=True)
+        assert ledger.advance_watermark(s, run) is None
+        assert ledger.get_watermark(s, "shop-1") is None
+
+
+def test_a_second_beat_firing_in_the_same_period_is_dropped(migrated_database):
+    from workers.sync import create_or_get_run
+
+    settings = Settings(sync_interval_seconds=600)
+    first = create_or_get_run(shop="s", sync_type="incremental", trigger="beat", dry_run=False, options={},
+                              run_id=None, settings=settings)
+    second = create_or_get_run(shop="s", sync_type="incremental", trigger="beat", dry_run=False, options={},
+                               run_id=None, settings=settings)
+    other_shop = create_or_get_run(shop="t", sync_type="incremental", trigger="beat", dry_run=False, options={},
+                                   run_id=None, settings=settings)
+    on_demand = [create_or_get_run(shop="s", sync_type="incremental", trigger="api", dry_run=False, options={},
+                                   run_id=None, settings=settings) for _ in range(2)]
+    assert first is not None and second is None and other_shop is not None
+    assert all(run is not None for run in on_demand)
