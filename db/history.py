@@ -54,9 +54,12 @@ def insert_items(session: Session, run_id: str, rows: Iterable[dict]) -> None:
     if not rows:
         return
     now = utcnow()
-    for row in rows:
+    for row in rows:  # a multi-row INSERT needs the same columns in every row
         row.setdefault("status", "pending")
         row.setdefault("attempts", 0)
+        row.setdefault("payload", None)
+        row.setdefault("error", None)
+        row.setdefault("external_ref", None)
         row.setdefault("created_at", now)
         row.setdefault("updated_at", now)
     dialect = session.get_bind().dialect.name

@@ -64,10 +64,12 @@ def ledger_entries(session: Session, shop: str, user_ids: Iterable[str]) -> dict
     result: dict[str, list[LedgerEntry]] = {}
     for chunk in _chunks(sorted(set(user_ids))):
         rows = session.execute(select(LedgerOrder.order_id, LedgerOrder.user_id, LedgerOrder.status,
-                                      LedgerOrder.placed, LedgerOrder.total_amount, LedgerOrder.currency)
+                                      LedgerOrder.placed, LedgerOrder.total_amount, LedgerOrder.currency,
+                                      LedgerOrder.paid_time, LedgerOrder.create_time)
                                .where(LedgerOrder.shop == shop, LedgerOrder.user_id.in_(chunk)))
-        for order_id, user_id, status, placed, total, currency in rows:
-            result.setdefault(user_id, []).append(LedgerEntry(order_id, user_id, status, placed, total, currency))
+        for order_id, user_id, status, placed, total, currency, paid, created in rows:
+            result.setdefault(user_id, []).append(
+                LedgerEntry(order_id, user_id, status, placed, total, currency, placed_at=paid or created))
     return result
 
 

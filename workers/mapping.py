@@ -8,7 +8,8 @@ These rules are a contract (``tests/workers/test_mapping.py`` pins each one):
 - One profile per buyer: email = TikTok's relay ``buyer_email`` when present,
   external_id = ``"tiktok:" + user_id``; names, phone (valid E.164 only) and location
   only where TikTok did not mask them; properties ``source``, ``tiktok_user_id``,
-  ``tiktok_order_count`` and ``tiktok_lifetime_value`` from our own ledger.
+  ``tiktok_order_count``, ``tiktok_lifetime_value`` (and ``tiktok_currency``,
+  ``tiktok_last_order_at``) from our own ledger.
 - ``Placed Order`` (unique_id = order id, value = payment total, time = paid time),
   ``Ordered Product`` per distinct SKU (unique_id = ``"<order id>:<sku_id>"``),
   ``Fulfilled Order`` once IN_TRANSIT / DELIVERED / COMPLETED, ``Cancelled Order``
@@ -20,6 +21,7 @@ These rules are a contract (``tests/workers/test_mapping.py`` pins each one):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from typing import Iterable
 
@@ -45,11 +47,12 @@ FULFILLED_STATUSES = frozenset({OrderStatus.IN_TRANSIT, OrderStatus.DELIVERED, O
 
 @dataclass(frozen=True)
 class BuyerStats:
-    """A buyer's totals from our ledger: placed, not cancelled orders and their value."""
+    """A buyer's totals from our ledger: placed, not cancelled orders, their value, the latest one."""
 
     order_count: int
     lifetime_value: Decimal
     currency: str | None
+    last_order_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,7 @@ class LedgerEntry:
     placed: bool
     total_amount: Decimal
     currency: str
+    placed_at: datetime | None = None
 
 
 def is_placed(order: Order) -> bool:
@@ -79,7 +83,8 @@ def event_key(event: KlaviyoEvent) -> str:
 
 def ledger_entry(order: Order) -> LedgerEntry:
     return LedgerEntry(order_id=order.id, user_id=order.user_id, status=order.status.value, placed=is_placed(order),
-                       total_amount=order.payment.total_amount, currency=order.payment.currency)
+                       total_amount=order.payment.total_amount, currency=order.payment.currency,
+                       placed_at=order.paid_time or order.create_time)
 
 
 def buyer_stats(entries: Iterable[LedgerEntry]) -> BuyerStats:
@@ -93,8 +98,9 @@ def buyer_stats(entries: Iterable[LedgerEntry]) -> BuyerStats:
         return BuyerStats(order_count=0, lifetime_value=Decimal("0"), currency=None)
     currency = counted[-1].currency
     same = [e for e in counted if e.currency == currency]
+    dates = [e.placed_at for e in counted if e.placed_at]
     return BuyerStats(order_count=len(same), lifetime_value=sum((e.total_amount for e in same), Decimal("0")),
-                      currency=currency)
+                      currency=currency, last_order_at=max(dates) if dates else None)
 
 
 def valid_e164(phone: str | None) -> str | None:
@@ -146,6 +152,8 @@ def buyer_profile(order: Order, stats: BuyerStats) -> KlaviyoProfile:
     }
     if stats.currency:
         properties["tiktok_currency"] = stats.currency
+    if stats.last_order_at:
+        properties["tiktok_last_order_at"] = stats.last_order_at.isoformat()
     return KlaviyoProfile(
         email=order.buyer_email or None,
         external_id=external_id(order.user_id),

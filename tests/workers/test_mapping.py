@@ -181,20 +181,23 @@ def test_only_valid_unmasked_e164_phones_are_used(phone, expected):
 
 
 def test_profile_properties_come_from_the_ledger_totals_and_never_invent_consent():
-    profile = buyer_profile(load_order(make_order("COMPLETED")), BuyerStats(4, Decimal("120.40"), "USD"))
+    last = datetime(2026, 10, 2, 9, 30, tzinfo=timezone.utc)
+    profile = buyer_profile(load_order(make_order("COMPLETED")), BuyerStats(4, Decimal("120.40"), "USD", last))
     assert profile.properties == {"source": "TikTok Shop", "tiktok_user_id": "7021436810468230477",
-                                  "tiktok_order_count": 4, "tiktok_lifetime_value": 120.4, "tiktok_currency": "USD"}
+                                  "tiktok_order_count": 4, "tiktok_lifetime_value": 120.4, "tiktok_currency": "USD",
+                                  "tiktok_last_order_at": "2026-10-02T09:30:00+00:00"}
     assert profile.subscriptions is None
 
 
 def test_buyer_stats_count_placed_orders_once_and_leave_out_cancelled_and_unpaid():
+    day = lambda d: datetime(2026, 10, d, tzinfo=timezone.utc)  # noqa: E731
     entries = [
-        LedgerEntry("a", "u", "COMPLETED", True, Decimal("10.00"), "USD"),
-        LedgerEntry("b", "u", "DELIVERED", True, Decimal("5.50"), "USD"),
-        LedgerEntry("c", "u", "CANCELLED", True, Decimal("99.00"), "USD"),
-        LedgerEntry("d", "u", "UNPAID", False, Decimal("7.00"), "USD"),
+        LedgerEntry("a", "u", "COMPLETED", True, Decimal("10.00"), "USD", day(1)),
+        LedgerEntry("b", "u", "DELIVERED", True, Decimal("5.50"), "USD", day(5)),
+        LedgerEntry("c", "u", "CANCELLED", True, Decimal("99.00"), "USD", day(9)),
+        LedgerEntry("d", "u", "UNPAID", False, Decimal("7.00"), "USD", day(12)),
     ]
-    assert buyer_stats(entries) == BuyerStats(2, Decimal("15.50"), "USD")
+    assert buyer_stats(entries) == BuyerStats(2, Decimal("15.50"), "USD", day(5))
     assert buyer_stats([]) == BuyerStats(0, Decimal("0"), None)
 
 
