@@ -22,8 +22,9 @@ from settings import ConfigError, get_settings, redact_url
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PARTIAL, EXIT_FAILED = 0, 1, 2, 3, 4
 EXIT_FOR_STATUS = {"succeeded": EXIT_OK, "partial": EXIT_PARTIAL, "failed": EXIT_FAILED, "skipped": EXIT_OK}
 
-console = Console()
-errors = Console(stderr=True)
+#: Piped output (no terminal) is not cut at rich's 80-column default.
+console = Console(width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 160)
+errors = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
 
 
 class Failure(Exception):

@@ -77,8 +77,8 @@ def follow(run_id: str, console: Console, timeout: float | None = None, poll: fl
 
 def runs_table(runs) -> Table:
     table = Table(title="Sync history", show_lines=False)
-    for column in ("run", "created (UTC)", "shop", "type", "trigger", "status", "window (UTC)", "records",
-                   "ok", "failed", "seconds"):
+    for column in ("run", "created (UTC)", "shop", "type", "trigger", "status", "window (UTC)", "synced",
+                   "failed", "seconds"):
         table.add_column(column, no_wrap=column in ("run", "created (UTC)"))
     for run in runs:
         window = (f"{run.window_start:%m-%d %H:%M} → {run.window_end:%m-%d %H:%M}"
@@ -86,7 +86,7 @@ def runs_table(runs) -> Table:
         style = STATUS_STYLE.get(run.status, "")
         table.add_row(run.id[:8], f"{run.created_at:%Y-%m-%d %H:%M:%S}", run.shop[:14], run.sync_type, run.trigger,
                       f"[{style}]{run.status}[/]" if style else run.status, window, str(run.records_synced),
-                      str(run.success_count), str(run.failed_count),
+                      str(run.failed_count),
                       f"{run.duration_seconds:.1f}" if run.duration_seconds is not None else "")
     return table
 

@@ -28,3 +28,20 @@ def make_order_dict(status="COMPLETED", order_id="576461413038785752", user_id="
         order["paid_time"] = T0 + 60
     order.update(overrides)
     return order
+
+
+def wait_for_run(run_id: str, timeout: float = 240):
+    """Poll sync history until the run is final; fail the test if it is not within ``timeout``."""
+    import time
+
+    from db import history
+    from db.engine import session_scope
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with session_scope() as session:
+            run = history.get_run(session, run_id)
+            if run is not None and run.status in ("succeeded", "partial", "failed", "skipped"):
+                return run
+        time.sleep(0.5)
+    raise AssertionError(f"run {run_id} did not finish within {timeout}s")

@@ -15,19 +15,9 @@ from db.models import SyncItem
 from tiktok import InvalidOrder, parse_order
 from workers.mapping import buyer_stats, event_key, external_id, is_placed, ledger_entry, order_events
 from workers.api import enqueue_sync, retry_failed
+from tests_support import wait_for_run
 
 FINAL = ("succeeded", "partial", "failed")
-
-
-def wait_for_run(run_id: str, timeout: float = 240):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with session_scope() as session:
-            run = history.get_run(session, run_id)
-            if run is not None and run.status in FINAL:
-                return run
-        time.sleep(0.5)
-    raise AssertionError(f"run {run_id} did not finish within {timeout}s")
 
 
 def expected_from(stack):

