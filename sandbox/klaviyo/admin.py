@@ -1,0 +1,166 @@
+"""The sandbox's own controls and introspection, under ``/_sandbox/`` (never under ``/api``, no auth).
+
+* ``GET /_sandbox/state``: everything stored (profiles, events, metrics, lists, segments, jobs) plus counters.
+* ``GET /_sandbox/summary``: counts only, cheap enough to poll.
+* ``GET /_sandbox/requests?op=<operationId>&since=<epoch>``: the arrival log (op, t, status).
+* ``POST /_sandbox/reset`` (``{"reset_config": true}`` also clears faults and limit overrides).
+* ``GET|POST|DELETE /_sandbox/faults``; ``GET|POST /_sandbox/limits``.
+
+The same functions back ``KlaviyoStandIn.state()`` / ``summary()`` / ``reset()``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+
+from flask import Blueprint, jsonify, request
+
+from . import jobs, segments
+from .consent import can_receive_email, can_receive_sms
+from .limits import as_limit
+from .model import ImportJob
+from .times import iso
+from .web import Sandbox, sandbox
+
+blueprint = Blueprint("sandbox_admin", __name__, url_prefix="/_sandbox")
+
+
+def reset(box: Sandbox, reset_config: bool = False) -> None:
+    """Forget all data and counters; keep faults and limit overrides unless ``reset_config``."""
+    box.store.clear()
+    box.counters.reset()
+    box.limiter.reset()
+    if reset_config:
+        box.faults.clear()
+        box.limiter.set_overrides({})
+
+
+def set_limits(box: Sandbox, limits: dict, replace: bool = False) -> dict:
+    """Override limits per operationId (``None`` removes an override); returns the overrides in force."""
+    merged = {} if replace else dict(box.limiter.overrides)
+    for op, value in limits.items():
+        if value is None:
+            merged.pop(op, None)
+        else:
+            merged[op] = as_limit(value)
+    box.limiter.set_overrides(merged)
+    return limits_info(box)
+
+
+def limits_info(box: Sandbox) -> dict:
+    return {"rate_limit_scale": box.limiter.scale,
+            "overrides": {op: [l.burst, l.steady, l.daily] for op, l in sorted(box.limiter.overrides.items())}}
+
+
+def summary(box: Sandbox) -> dict:
+    store = box.store
+    with store.lock:
+        jobs.settle(store, time.time())
+        by_metric = Counter(store.metrics[e.metric_id].name for e in store.events.values())
+        counts = {"profiles": len(store.profiles), "events": len(store.events), "events_by_metric": dict(by_metric),
+                  "metrics": len(store.metrics), "lists": len(store.lists), "segments": len(store.segments),
+                  "jobs": len(store.jobs)}
+    faults = box.faults.current()
+    return {**counts, **box.counters.snapshot(), "faults": faults.public() if faults else None}
+
+
+def state(box: Sandbox) -> dict:
+    store, now = box.store, time.time()
+    with store.lock:
+        jobs.settle(store, now)
+        memberships: dict[str, list] = {}
+        for klist in store.lists.values():
+            for pid in klist.members:
+                memberships.setdefault(pid, []).append(klist.id)
+        return {
+            "profiles": [_profile(p, memberships.get(p.id, [])) for p in store.profiles.values()],
+            "events": [_event(e, store) for e in sorted(store.events.values(), key=lambda e: e.seq)],
+            "metrics": [{"id": m.id, "name": m.name, "created": iso(m.created)} for m in store.metrics.values()],
+            "lists": [{"id": k.id, "name": k.name, "opt_in_process": k.opt_in_process, "created": iso(k.created),
+                       "members": list(k.members)} for k in store.lists.values()],
+            "segments": [{"id": s.id, "name": s.name, "definition": s.definition,
+                          "members": [p.id for p in segments.members(store, s, now)],
+                          "not_evaluated": segments.unsupported(s.definition)} for s in store.segments.values()],
+            "jobs": [_job(j, now) for j in store.jobs.values()],
+            "counters": box.counters.snapshot(),
+        }
+
+
+def _profile(p, lists: list) -> dict:
+    return {"id": p.id, **p.fields, "location": dict(p.location), "properties": dict(p.properties),
+            "created": iso(p.created), "updated": iso(p.updated), "last_event_date": iso(p.last_event_date),
+            "email_marketing": {"consent": p.email_marketing.status, "timestamp": iso(p.email_marketing.timestamp),
+                                "can_receive": can_receive_email(p)},
+            "sms_marketing": {"consent": p.sms_marketing.status, "timestamp": iso(p.sms_marketing.timestamp),
+                              "can_receive": can_receive_sms(p)},
+            "suppressions": [s["reason"] for s in p.suppressions],
+            "list_suppressions": [s["list_id"] for s in p.list_suppressions], "lists": lists}
+
+
+def _event(e, store) -> dict:
+    return {"id": e.id, "metric_id": e.metric_id, "metric": store.metrics[e.metric_id].name,
+            "profile_id": e.profile_id, "unique_id": e.unique_id, "value": e.value,
+            "value_currency": e.value_currency, "time": iso(e.time), "timestamp": int(e.time),
+            "properties": e.properties, "backfill": e.backfill, "received": e.received}
+
+
+def _job(j, now: float) -> dict:
+    if isinstance(j, ImportJob):
+        return {"id": j.id, "type": "profile-bulk-import-job", "status": jobs.status(j, now),
+                "total_count": len(j.rows), "completed_count": j.completed_count, "failed_count": j.failed_count,
+                "list_ids": j.list_ids, "profile_ids": j.profile_ids,
+                "errors": [{"pointer": e.pointer, "detail": e.detail} for e in j.errors]}
+    return {"id": j.id, "type": j.kind, "status": "complete", "total_count": j.total_count,
+            "completed_count": j.completed_count, "skipped_count": j.skipped_count}
+
+
+@blueprint.get("/state")
+def get_state():
+    return jsonify(state(sandbox()))
+
+
+@blueprint.get("/summary")
+def get_summary():
+    return jsonify(summary(sandbox()))
+
+
+@blueprint.get("/requests")
+def get_requests():
+    since = request.args.get("since", type=float)
+    entries = sandbox().counters.requests_for(request.args.get("op"), since)
+    return jsonify({"count": len(entries), "requests": entries})
+
+
+@blueprint.post("/reset")
+def post_reset():
+    reset(sandbox(), bool((request.get_json(silent=True) or {}).get("reset_config")))
+    return jsonify(summary(sandbox()))
+
+
+@blueprint.route("/faults", methods=["GET", "POST", "DELETE"])
+def faults():
+    box = sandbox()
+    if request.method == "POST":
+        try:
+            box.faults.configure(**(request.get_json(silent=True) or {}))
+        except (TypeError, ValueError) as error:
+            return jsonify({"error": str(error)}), 400
+    elif request.method == "DELETE":
+        box.faults.clear()
+    current = box.faults.current()
+    return jsonify({"faults": current.public() if current else None})
+
+
+@blueprint.route("/limits", methods=["GET", "POST"])
+def limits():
+    box = sandbox()
+    if request.method == "POST":
+        payload = request.get_json(silent=True) or {}
+        try:
+            if "rate_limit_scale" in payload:
+                box.limiter.scale = float(payload["rate_limit_scale"])
+            set_limits(box, payload.get("limits") or {}, replace=bool(payload.get("replace")))
+        except (TypeError, ValueError, KeyError) as error:
+            return jsonify({"error": str(error)}), 400
+    return jsonify(limits_info(box))

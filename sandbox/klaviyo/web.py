@@ -1,0 +1,109 @@
+"""What every route handler needs from the current request: the sandbox, the body, answers.
+
+The app stores one ``Sandbox`` (store, limiter, faults, counters, settings) in
+``app.extensions``; handlers reach it through ``sandbox()``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from urllib.parse import urlencode
+
+from flask import Response, current_app, g, request
+
+from .counters import Counters
+from .errors import invalid
+from .faults import Faults
+from .limits import FixedWindowLimiter
+from .paging import collection_links, page_size, paginate
+from .store import Store
+
+EXTENSION = "ksync_klaviyo"
+JSON_API = "application/vnd.api+json"
+
+
+@dataclass
+class Sandbox:
+    """Everything one stand-in owns."""
+
+    api_keys: tuple
+    store: Store
+    limiter: FixedWindowLimiter
+    faults: Faults
+    counters: Counters
+    job_stage_seconds: float = 0.2
+
+
+def sandbox() -> Sandbox:
+    return current_app.extensions[EXTENSION]
+
+
+def store() -> Store:
+    return sandbox().store
+
+
+def root() -> str:
+    """Root URL as the client addressed us (``http://127.0.0.1:8025``), for absolute links."""
+    return request.host_url.rstrip("/")
+
+
+def now() -> float:
+    """The request's arrival time (epoch seconds), fixed for the whole request."""
+    return g.now
+
+
+def body():
+    """The parsed JSON body (checked and parsed by the app's gate), or None."""
+    return g.get("body")
+
+
+def csv_param(name: str) -> list[str]:
+    """A comma-separated query parameter (``include``, ``additional-fields[profile]``...)."""
+    raw = request.args.get(name)
+    return [item.strip() for item in raw.split(",") if item.strip()] if raw else []
+
+
+def sparse_fields() -> dict[str, list[str]]:
+    """``fields[<type>]=a,b`` parameters, by resource type."""
+    return {key[7:-1]: csv_param(key) for key in request.args if key.startswith("fields[") and key.endswith("]")}
+
+
+def respond(document: dict, status: int = 200) -> Response:
+    return Response(json.dumps(document, separators=(",", ":")), status=status, mimetype=JSON_API)
+
+
+def empty(status: int = 202) -> Response:
+    """202/204 with no body, as Klaviyo answers the asynchronous writes."""
+    return Response(b"", status=status)
+
+
+def self_link() -> dict:
+    """``links.self`` of a single-resource answer: the request URL, query percent-encoded (a valid URI)."""
+    query = urlencode([(k, v) for k, vs in request.args.lists() for v in vs])
+    return {"self": request.base_url + ("?" + query if query else "")}
+
+
+def paged(items: list, key, default_size: int, max_size: int, render) -> dict:
+    """One page of ``items`` (in presentation order, ``key`` increasing) as a collection document."""
+    size = page_size(request.args, default_size, max_size)
+    page, next_cursor, prev_cursor = paginate(items, key, size, request.args.get("page[cursor]"),
+                                              request.args.get("sort", ""))
+    return {"data": [render(item) for item in page],
+            "links": collection_links(request.base_url, request.args, next_cursor, prev_cursor)}
+
+
+def sort_param(allowed: set[str], default: str) -> str:
+    """``sort`` from the query, one of ``allowed`` (each also with a leading ``-``)."""
+    value = request.args.get("sort") or default
+    if value.lstrip("-") not in allowed:
+        raise invalid(f"'{value}' is not a valid sort option.", parameter="sort")
+    return value
+
+
+def check_include(allowed: set[str]) -> list[str]:
+    values = csv_param("include")
+    for value in values:
+        if value not in allowed:
+            raise invalid(f"'{value}' is not an allowed include parameter for this resource.", parameter="include")
+    return values
