@@ -13,11 +13,13 @@ from workers.schedules import aligned_every
 
 _s = get_settings()
 
-#: Longest a task may run; item leases are longer, so a live task never loses its claim.
-TASK_TIME_LIMIT_SECONDS = 110
-TASK_SOFT_TIME_LIMIT_SECONDS = 100
-#: Longest countdown any retry uses (rate-limit waits, backoff, polling bulk jobs).
-MAX_RETRY_COUNTDOWN = 60
+#: Longest a task may run: shorter than an item's lease, so a live task never loses its claim.
+TASK_TIME_LIMIT_SECONDS = max(10, min(110, _s.item_lease_seconds - 5))
+TASK_SOFT_TIME_LIMIT_SECONDS = TASK_TIME_LIMIT_SECONDS - 5
+
+if _s.visibility_timeout_seconds < TASK_TIME_LIMIT_SECONDS + 3 * 5:
+    raise ValueError(f"KSYNC_VISIBILITY_TIMEOUT ({_s.visibility_timeout_seconds}s) must exceed the task time limit "
+                     f"({TASK_TIME_LIMIT_SECONDS}s) with room for retry countdowns")
 
 broker_url = _s.redis_url
 broker_connection_retry_on_startup = True

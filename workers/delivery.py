@@ -41,7 +41,7 @@ from .sync import finish_if_done
 
 log = logging.getLogger(__name__)
 
-#: Longest countdown a retry asks for: far below the broker's visibility timeout.
+#: Longest countdown a retry asks for; also kept under a third of the visibility timeout (see max_countdown).
 MAX_COUNTDOWN = 60
 SENT_MARKER_TTL = 7 * 24 * 3600
 #: How long one task polls a bulk import job before handing over to a later retry.
@@ -66,12 +66,20 @@ class Outcome:
 DONE = Outcome()
 
 
+def max_countdown() -> float:
+    """A countdown longer than the broker's visibility timeout is redelivered again and again;
+    stay far below it (a third), and never above a minute."""
+    from settings import get_settings
+
+    return min(MAX_COUNTDOWN, get_settings().visibility_timeout_seconds / 3)
+
+
 def _jitter(seconds: float) -> float:
-    return min(MAX_COUNTDOWN, max(0.5, seconds) * random.uniform(1.0, 1.2))
+    return min(max_countdown(), max(0.5, seconds) * random.uniform(1.0, 1.2))
 
 
 def _backoff(attempts: int) -> float:
-    return _jitter(min(MAX_COUNTDOWN, 2 ** max(attempts, 1)))
+    return _jitter(2 ** max(attempts, 1))
 
 
 def _marker(run_id: str, item_id: int) -> str:

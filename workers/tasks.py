@@ -48,7 +48,7 @@ SYNC_READ_RETRIES = 5
 
 
 def _countdown(seconds: float) -> float:
-    return min(delivery.MAX_COUNTDOWN, seconds * random.uniform(1.0, 1.3))
+    return min(delivery.max_countdown(), seconds * random.uniform(1.0, 1.3))
 
 
 def default_shop() -> str:

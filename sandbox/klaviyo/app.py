@@ -108,7 +108,8 @@ def _authenticate(api_keys: tuple) -> str:
 
 
 def _inject_faults(box: Sandbox):
-    plan = box.faults.plan(g.op, g.now)
+    text = request.get_data(cache=True).decode("utf-8", "replace") + "?" + request.query_string.decode("latin-1")
+    plan = box.faults.plan(g.op, g.now, text)
     if plan.latency > 0:
         box.counters.fault(g.op, "latency")
         time.sleep(plan.latency)
@@ -123,6 +124,8 @@ def _inject_faults(box: Sandbox):
         raise throttled(box.faults.config.retry_after if box.faults.config else 1)
     if plan.action == "error":
         raise server_error(plan.status)
+    if plan.action == "reject":
+        raise invalid("This record was refused (injected fault).", pointer="/data/attributes")
     status, content_type, payload = malformed_body(plan.kind, g.op)
     if status == 0:
         status = SUCCESS_STATUS.get(g.op, 200)

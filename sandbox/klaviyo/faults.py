@@ -12,6 +12,10 @@ Configure with ``KlaviyoStandIn(faults={...})``, ``set_faults(**kw)`` or
 * ``malformed_rate`` with ``malformed_kind``: ``html`` (502 HTML page),
   ``truncated`` (the operation's normal status, JSON cut short) or
   ``unexpected`` (200 with JSON of the wrong shape).
+* ``reject_rate``: fraction answered 400 ``invalid`` (pointer ``/data/attributes``), the
+  way Klaviyo refuses a record; with ``match`` it poisons exactly one record.
+* ``match``: only requests whose body or query contains this text (an order id, an
+  e-mail) are faulted, so a single record can be made to fail.
 * ``ops``: operationIds the faults apply to (default all); ``duration``:
   seconds after which the faults clear themselves; ``seed``: for repeatable runs.
 
@@ -46,6 +50,8 @@ class FaultConfig:
     ops: list | None = None
     duration: float | None = None
     seed: int | None = None
+    reject_rate: float = 0.0
+    match: str | None = None
     started: float = field(default_factory=time.time)
 
     def __post_init__(self):
@@ -100,9 +106,11 @@ class Faults:
                 self.config = config = None
             return config
 
-    def plan(self, op: str, now: float) -> Plan:
+    def plan(self, op: str, now: float, text: str = "") -> Plan:
         config = self.current(now)
         if config is None or (config.ops is not None and op not in config.ops):
+            return Plan()
+        if config.match and config.match not in text:
             return Plan()
         with self._lock:
             rng = self._rng
@@ -114,6 +122,8 @@ class Faults:
                 return Plan(latency, "force_429", 429, "force_429")
             if config.error_rate and rng.random() < config.error_rate:
                 return Plan(latency, "error", rng.choice(config.error_statuses), "error")
+            if config.reject_rate and rng.random() < config.reject_rate:
+                return Plan(latency, "reject", 400, "reject")
             if config.malformed_rate and rng.random() < config.malformed_rate:
                 return Plan(latency, "malformed", 0, f"malformed_{config.malformed_kind}")
             return Plan(latency)

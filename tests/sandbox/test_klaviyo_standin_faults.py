@@ -153,3 +153,15 @@ def test_faulted_requests_do_not_count_against_the_rate_limit(k):
     assert {get_lists(k).status_code for _ in range(5)} <= {500, 503}
     k.clear_faults()
     assert [get_lists(k).status_code for _ in range(3)] == [200, 200, 429]
+
+
+def test_reject_with_match_refuses_exactly_the_matching_record_with_a_400(k):
+    k.set_faults(reject_rate=1.0, match="poisoned-order", ops=["create_event"])
+    refused = create_event(k, unique_id="poisoned-order")
+    assert refused.status_code == 400
+    error = refused.json()["errors"][0]
+    assert error["code"] == "invalid" and error["source"]["pointer"] == "/data/attributes"
+    assert create_event(k, unique_id="healthy-order").status_code == 202
+    assert k.summary()["events"] == 1
+    k.clear_faults()
+    assert create_event(k, unique_id="poisoned-order").status_code == 202
