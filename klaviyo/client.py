@@ -249,7 +249,8 @@ class KlaviyoClient:
         retried or re-sent event with the same ``unique_id`` is harmless.
         """
         attributes = self._event_attributes(event)
-        response = self._request("create_event", "POST", "/events", body={"data": {"type": "event", "attributes": attributes}})
+        response = self._request("create_event", "POST", "/events", body={"data": {"type": "event", "attributes": attributes}},
+                                 expect=(202,))
         return EventResult(accepted=True, unique_id=event.unique_id, status=response.status_code)
 
     def get_events(self, profile_id: str | None = None, metric_id: str | None = None,
@@ -302,7 +303,7 @@ class KlaviyoClient:
         body = {"data": {"type": "event-bulk-create-job", "attributes": {
             "events-bulk-create": {"data": list(groups.values())}}}}
         try:
-            response = self._request("bulk_create_events", "POST", "/event-bulk-create-jobs", body=body)
+            response = self._request("bulk_create_events", "POST", "/event-bulk-create-jobs", body=body, expect=(202,))
         except KlaviyoValidationError as exc:
             match = BULK_EVENT_POINTER.search(exc.pointer or "")
             if match:
@@ -423,7 +424,7 @@ class KlaviyoClient:
         data = {"type": job_type, "attributes": attributes}
         if list_id:
             data["relationships"] = {"list": {"data": {"type": "list", "id": list_id}}}
-        response = self._request(operation, "POST", path, body={"data": data})
+        response = self._request(operation, "POST", path, body={"data": data}, expect=(202,))
         return AcceptedJob(operation=operation, count=len(rows), status=response.status_code)
 
     def request_profile_deletion(self, email: str | None = None, phone_number: str | None = None,
@@ -440,7 +441,8 @@ class KlaviyoClient:
             self._check_attributes(dict(given), "profile")
             profile["attributes"] = dict(given)
         body = {"data": {"type": "data-privacy-deletion-job", "attributes": {"profile": {"data": profile}}}}
-        response = self._request("request_profile_deletion", "POST", "/data-privacy-deletion-jobs", body=body)
+        response = self._request("request_profile_deletion", "POST", "/data-privacy-deletion-jobs", body=body,
+                                 expect=(202,))
         return AcceptedJob(operation="request_profile_deletion", count=1, status=response.status_code)
 
     # Bulk profile import -----------------------------------------------------------------------
@@ -559,8 +561,13 @@ class KlaviyoClient:
             params["page[cursor]"] = cursor
 
     def _request(self, operation: str, method: str, path: str, *, params: dict | None = None,
-                 body: dict | None = None, idempotent: bool = True) -> requests.Response:
-        """Send with the rate limiter and the retry budgets; return a 2xx response or raise."""
+                 body: dict | None = None, idempotent: bool = True, expect: tuple[int, ...] | None = None) -> requests.Response:
+        """Send with the rate limiter and the retry budgets; return a 2xx response or raise.
+
+        ``expect`` pins the success statuses of operations whose contract is exact
+        (``202`` with no body): any other 2xx is an answer we cannot trust, such as a
+        proxy replying in Klaviyo's place, and is retried like a server error.
+        """
         url = f"{self.base_url}{path}"
         data = json.dumps(body, separators=(",", ":"), default=str).encode() if body is not None else None
         counts: Counter = Counter()
@@ -587,9 +594,10 @@ class KlaviyoClient:
         retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception(lambda e: isinstance(e, KlaviyoAPIError) and e.retriable),
             stop=stop, wait=wait, sleep=self._sleep, before_sleep=before_sleep, reraise=True)
-        return retrying(self._send_once, operation, method, url, params, data)
+        return retrying(self._send_once, operation, method, url, params, data, expect)
 
-    def _send_once(self, operation: str, method: str, url: str, params: dict | None, data: bytes | None) -> requests.Response:
+    def _send_once(self, operation: str, method: str, url: str, params: dict | None, data: bytes | None,
+                   expect: tuple[int, ...] | None = None) -> requests.Response:
         self.rate_limiter.acquire(operation, timeout=self.limiter_timeout)
         headers = {"Content-Type": MEDIA_TYPE} if data is not None else None
         try:
@@ -599,6 +607,10 @@ class KlaviyoClient:
         except requests.RequestException as exc:
             raise KlaviyoNetworkError(f"Klaviyo {operation} failed: {type(exc).__name__}") from None
         if response.status_code < 300:
+            if expect and response.status_code not in expect:
+                raise KlaviyoServerError(f"Klaviyo {operation} answered {response.status_code}, expected "
+                                         f"{'/'.join(map(str, expect))}: not a Klaviyo answer we can trust",
+                                         status=response.status_code)
             return response
         error = error_from_response(response, operation)
         if isinstance(error, KlaviyoRateLimitError):

@@ -145,7 +145,8 @@ def make_stack(redis_url, fresh_database, tmp_path):
     def build(**kwargs):
         redis_lib.Redis.from_url(redis_url).flushdb()
         env = {"KSYNC_LAG_SECONDS": "0"} | kwargs.pop("extra_env", {})
-        stack = LocalStack(redis_url=kwargs.pop("redis_url", redis_url), database_url=fresh_database,
+        stack = LocalStack(redis_url=kwargs.pop("redis_url", redis_url),
+                           database_url=kwargs.pop("database_url", fresh_database),
                            work_dir=tmp_path / f"stack{len(stacks)}", extra_env=env, **kwargs)
         stacks.append(stack)
         stack.start()

@@ -14,6 +14,36 @@ from celery import Celery, signals
 import logs
 from settings import get_settings
 
+def _survive_broker_restarts() -> None:
+    """Keep a worker alive when Redis goes away while it holds an unacknowledged message.
+
+    With Celery 5.7 / kombu 5.7, losing the broker mid-task makes the consumer close
+    the broken connection; closing the channel tries to restore unacked messages
+    through a transport whose client is already gone, ``_connparams`` raises
+    ``AttributeError`` (``'NoneType' object has no attribute 'hostname'``), which
+    Celery treats as unrecoverable: the worker exits (reproduced by
+    ``tests/faults/test_outages.py::test_redis_restarted_mid_run``). Raising a Redis
+    ``ConnectionError`` instead lets Celery ignore it, as it ignores every
+    connection error at that point, and reconnect. Nothing is lost: the message
+    stays in Redis's unacked index and comes back after the visibility timeout.
+    """
+    from kombu.transport import redis as kombu_redis
+
+    original = kombu_redis.Channel._connparams
+    if getattr(original, "_ksync_guard", False):
+        return
+
+    def _connparams(self, asynchronous=False):
+        if self.connection.client is None:
+            raise kombu_redis.redis.exceptions.ConnectionError("broker connection already closed")
+        return original(self, asynchronous=asynchronous)
+
+    _connparams._ksync_guard = True
+    kombu_redis.Channel._connparams = _connparams
+
+
+_survive_broker_restarts()
+
 app = Celery("ksync", include=["workers.tasks"])
 app.config_from_object("celeryconfig")
 

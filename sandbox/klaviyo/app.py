@@ -126,6 +126,9 @@ def _inject_faults(box: Sandbox):
         raise server_error(plan.status)
     if plan.action == "reject":
         raise invalid("This record was refused (injected fault).", pointer="/data/attributes")
+    if plan.kind == "malformed_truncated":
+        g.truncate = True  # the request is served; its answer is cut short on the way out (_finish)
+        return None
     status, content_type, payload = malformed_body(plan.kind, g.op)
     if status == 0:
         status = SUCCESS_STATUS.get(g.op, 200)
@@ -164,6 +167,9 @@ def _finish(response: Response) -> Response:
         decision = g.get("ratelimit") or (box.limiter.peek(g.account, op, g.now) if g.get("account") else None)
         if decision is not None:
             response.headers.update(decision.headers())
+    if g.get("truncate"):
+        body = response.get_data() or b'{"data":{"type":"event","attributes":{"propert'
+        response.set_data(body[: max(1, len(body) // 2)])
     drop = request.environ.get(DROP)
     status = 0 if drop == "drop" else response.status_code
     box.counters.request(op, g.now, status, dropped=bool(drop))

@@ -9,9 +9,10 @@ Configure with ``KlaviyoStandIn(faults={...})``, ``set_faults(**kw)`` or
   ``drop_after_commit: true`` the request is processed first (a lost response).
 * ``force_429``: the next N requests are answered 429; ``force_429_rate``: a
   fraction is; both with ``Retry-After: retry_after`` (integer seconds, default 1).
-* ``malformed_rate`` with ``malformed_kind``: ``html`` (502 HTML page),
-  ``truncated`` (the operation's normal status, JSON cut short) or
-  ``unexpected`` (200 with JSON of the wrong shape).
+* ``malformed_rate`` with ``malformed_kind``: ``html`` (502 HTML page, nothing done),
+  ``truncated`` (the request *is* processed and its answer keeps its status, but the
+  body is cut short, as when a connection breaks mid-body) or ``unexpected`` (200
+  with JSON of the wrong shape, nothing done: a proxy or portal answering instead).
 * ``reject_rate``: fraction answered 400 ``invalid`` (pointer ``/data/attributes``), the
   way Klaviyo refuses a record; with ``match`` it poisons exactly one record.
 * ``match``: only requests whose body or query contains this text (an order id, an
@@ -21,7 +22,8 @@ Configure with ``KlaviyoStandIn(faults={...})``, ``set_faults(**kw)`` or
 
 Faults are decided after the authentication and revision checks, before the
 rate limiter and before any state change: a faulted request changes nothing
-(except with ``drop_after_commit``) and does not count against the limits.
+(except with ``drop_after_commit`` and ``truncated``, which model answers lost or
+damaged after the work was done) and does not count against the limits.
 """
 
 from __future__ import annotations

@@ -290,3 +290,14 @@ def test_the_rate_limiter_is_asked_for_each_operations_bucket_and_told_about_429
     client.create_or_update_profile(KlaviyoProfile(email="r@example.com"))
     assert recorder.acquired == ["create_event", "create_event", "create_or_update_profile"]
     assert recorder.cooled == [("create_event", 2.0)]
+
+
+def test_a_200_where_klaviyo_answers_202_is_not_taken_as_accepted(standin):
+    standin.reset(reset_config=True)
+    standin.set_faults(malformed_rate=1.0, malformed_kind="unexpected", ops=["create_event"], duration=0.8)
+    client = KlaviyoClient(standin.api_key, base_url=standin.url, rate_limiter=NoRateLimit(),
+                           retry=RetryPolicy(max_5xx=3), sleep=lambda s: time.sleep(max(s, 0.5)))
+    assert client.track_event(event()).status == 202
+    statuses = [r["status"] for r in ops(standin, "create_event")]
+    assert statuses[0] == 200 and statuses[-1] == 202
+    assert standin.summary()["events_by_metric"]["Placed Order"] == 1

@@ -1,0 +1,174 @@
+"""Run a sync under a fault, then count what was lost and what was sent twice.
+
+Every fault test goes the same way: start a stack (real workers, Redis, database,
+both stand-ins) tuned for quick recovery, enqueue a sync, inject the fault at a
+seeded random moment, keep the sweeper going (as beat would, every minute; here
+every second so recovery fits a test), wait for the run to finish, then compare
+Klaviyo's state with the ground truth from the TikTok stand-in:
+
+- lost: an expected event missing from Klaviyo, or a buyer without a profile;
+- duplicated: an event Klaviyo received more than once (its dedupe dropped the
+  repeat: counted and reported, never relied on silently) or stored twice;
+- the run's counters must equal its items, and the watermark must never have
+  passed unfinished work.
+
+Results are appended to ``.ksync/faults/results.jsonl``; ``tests/faults/report.py``
+turns them into ``docs/reliability.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from db import history
+from db.engine import session_scope
+from db.ledger import get_watermark
+from tiktok import InvalidOrder, parse_order
+from workers.mapping import event_key, external_id, is_placed, order_events
+
+ROOT = Path(__file__).resolve().parents[2]
+RESULTS = Path(os.environ.get("KSYNC_FAULT_RESULTS", ROOT / ".ksync" / "faults" / "results.jsonl"))
+
+#: Settings that make recovery fit a test: messages of a killed worker come back after 30 s,
+#: claims of a dead task expire after 20 s, lost tasks are re-sent after 20 s untouched.
+FAST_RECOVERY = {
+    "KSYNC_VISIBILITY_TIMEOUT": "45",
+    "KSYNC_ITEM_LEASE_SECONDS": "20",
+    "KSYNC_STALE_ITEM_SECONDS": "20",
+    "KSYNC_LAG_SECONDS": "0",
+    "KSYNC_MAX_ATTEMPTS": "6",
+}
+
+
+def seeds() -> list[int]:
+    """How many seeds each seeded fault runs: 1 in ``make test`` (CI), 10 in ``make faults``."""
+    return list(range(1, int(os.environ.get("KSYNC_FAULT_SEEDS", "1")) + 1))
+
+
+def full() -> bool:
+    """``make faults`` runs every fault at full length; ``make test`` a shorter representative subset."""
+    return os.environ.get("KSYNC_FAULT_FULL") == "1"
+
+
+@dataclass
+class FaultResult:
+    fault: str
+    seed: int
+    orders: int
+    records: int
+    expected_events: int
+    lost_events: int
+    lost_profiles: int
+    duplicated: int
+    stored_twice: int
+    run_status: str
+    recovered_in: float | None
+    counters_agree: bool
+    watermark_ok: bool
+    notes: dict = field(default_factory=dict)
+
+    @property
+    def clean(self) -> bool:
+        return (self.lost_events == 0 and self.lost_profiles == 0 and self.stored_twice == 0 and self.counters_agree
+                and self.watermark_ok)
+
+
+def expected(stack) -> tuple[set[str], set[str]]:
+    """Event keys and profile external ids the mapping rules imply for the stand-in's valid orders."""
+    orders = [o for o in (parse_order(raw) for raw in stack.tiktok.orders()) if not isinstance(o, InvalidOrder)]
+    events = {event_key(e) for o in orders for e in order_events(o)}
+    profiles = {external_id(o.user_id) for o in orders if is_placed(o)}
+    return events, profiles
+
+
+def sweep_once() -> None:
+    from workers.tasks import sweep
+
+    try:
+        sweep.run()
+    except Exception as exc:  # the database or Redis may be down on purpose
+        print(f"sweep skipped: {type(exc).__name__}: {exc}")
+
+
+def run_under_fault(stack, fault_name: str, inject, seed: int, *, at: tuple[float, float] = (0.5, 8.0),
+                    timeout: float = 300, after_inject=None, enqueue=None) -> FaultResult:
+    """Enqueue a full sync, call ``inject()`` at a seeded moment in ``at`` seconds, wait, verify."""
+    from workers.api import enqueue_sync
+
+    rng = random.Random(f"{fault_name}:{seed}")
+    inject_at = rng.uniform(*at)
+    run_id = (enqueue or (lambda: enqueue_sync(days_back=31)))()
+    started = time.monotonic()
+    injected_at = None
+    watermark_ok = True
+    last_sweep = 0.0
+    notes: dict = {"inject_at_s": round(inject_at, 2)}
+    while True:
+        now = time.monotonic()
+        if injected_at is None and now - started >= inject_at:
+            notes["inject"] = inject() or ""
+            injected_at = time.monotonic()
+            if after_inject:
+                after_inject()
+        if now - last_sweep >= 1.0:
+            sweep_once()
+            last_sweep = now
+        try:
+            with session_scope() as session:
+                run = history.get_run(session, run_id)
+                if run is not None and run.status in ("running", "queued") and \
+                        get_watermark(session, stack.tiktok.shop_cipher) is not None:
+                    watermark_ok = False  # moved while this run's records were unfinished
+                if run is not None and run.status in ("succeeded", "partial", "failed"):
+                    break
+        except Exception:  # database deliberately unavailable
+            pass
+        if now - started > timeout:
+            raise AssertionError(f"{fault_name} seed {seed}: run {run_id} not finished after {timeout}s")
+        time.sleep(0.25)
+    finished = time.monotonic()
+    return verify(stack, run_id, fault_name, seed, recovered_in=(finished - injected_at) if injected_at else None,
+                  watermark_ok=watermark_ok, notes=notes)
+
+
+def verify(stack, run_id: str, fault_name: str, seed: int, recovered_in=None, watermark_ok=True,
+           notes=None) -> FaultResult:
+    events, profiles = expected(stack)
+    state = stack.klaviyo.state()
+    landed: dict[str, int] = {}
+    for event in state["events"]:
+        key = f"{event['metric']}|{event['unique_id']}"
+        landed[key] = landed.get(key, 0) + 1
+    stored_profiles = {p["external_id"] for p in state["profiles"]}
+    summary = stack.klaviyo.summary()
+    with session_scope() as session:
+        run = history.get_run(session, run_id)
+        counts = history.item_counts(session, run_id)
+        watermark = get_watermark(session, stack.tiktok.shop_cipher)
+    succeeded = sum(n for (_, s), n in counts.items() if s == "succeeded")
+    failed = sum(n for (_, s), n in counts.items() if s == "failed")
+    counters_agree = (run.success_count, run.failed_count) == (succeeded, failed) and \
+        run.success_count + run.failed_count == sum(counts.values())
+    if run.status in ("succeeded", "partial") and watermark is not None and watermark > run.window_end:
+        watermark_ok = False
+    result = FaultResult(
+        fault=fault_name, seed=seed, orders=len(stack.tiktok.orders()), records=sum(counts.values()),
+        expected_events=len(events), lost_events=len(events - set(landed)), lost_profiles=len(profiles - stored_profiles),
+        duplicated=summary["duplicates_dropped"]["total"], stored_twice=sum(1 for n in landed.values() if n > 1),
+        run_status=run.status, recovered_in=round(recovered_in, 1) if recovered_in is not None else None,
+        counters_agree=counters_agree, watermark_ok=watermark_ok,
+        notes=(notes or {}) | {"http_429": summary["http_429"]["total"], "faults_injected": summary["faults_injected"]["total"]})
+    record(result)
+    print(json.dumps(asdict(result)))
+    return result
+
+
+def record(result: FaultResult) -> None:
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    with RESULTS.open("a") as out:
+        out.write(json.dumps(asdict(result) | {"at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}) + "\n")

@@ -1,0 +1,76 @@
+"""Worker crashes at seeded random moments: nothing lost, nothing stored twice."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+
+from faults.harness import run_under_fault, seeds
+
+
+@pytest.mark.parametrize("seed", seeds())
+def test_sigkill_of_a_whole_worker_loses_nothing(fault_stack, seed):
+    stack = fault_stack(orders=2000, workers=2)
+
+    def kill_worker():
+        victim = stack.workers[seed % 2]
+        victim.kill()
+        stack.add_worker(f"replacement{seed}", wait=False)
+        return f"SIGKILL worker group {victim.log_path.stem}"
+
+    result = run_under_fault(stack, "SIGKILL whole worker", kill_worker, seed, at=(0.5, 10.0))
+    assert result.clean, result
+    assert result.run_status == "succeeded"
+
+
+@pytest.mark.parametrize("seed", seeds())
+def test_sigkill_of_one_pool_child_loses_nothing(fault_stack, seed):
+    stack = fault_stack(orders=2000, workers=2)
+
+    def kill_child():
+        for worker in stack.workers:
+            pid = worker.kill_child()
+            if pid:
+                return f"SIGKILL pool child {pid} of {worker.log_path.stem}"
+        return "no pool child found"
+
+    result = run_under_fault(stack, "SIGKILL one pool child", kill_child, seed, at=(0.5, 10.0))
+    assert result.clean, result
+    assert result.run_status == "succeeded"
+
+
+@pytest.mark.parametrize("seed", seeds()[:3])
+def test_sigkill_on_the_per_record_path_loses_nothing(fault_stack, seed):
+    stack = fault_stack(orders=300, workers=2, extra_env={"KSYNC_BULK_THRESHOLD": "100000"}, klaviyo_scale=5)
+
+    def kill_child():
+        pid = stack.workers[0].kill_child()
+        return f"SIGKILL pool child {pid}"
+
+    result = run_under_fault(stack, "SIGKILL pool child (per-record path)", kill_child, seed, at=(1.0, 6.0))
+    assert result.clean, result
+
+
+def test_a_worker_frozen_past_the_visibility_timeout_does_not_double_its_effects(fault_stack):
+    stack = fault_stack(orders=1500, workers=2)
+    frozen = stack.workers[0]
+
+    def freeze():
+        os.killpg(frozen.process.pid, signal.SIGSTOP)
+        return "SIGSTOP worker group for visibility timeout + 15 s"
+
+    def thaw_later():
+        import threading
+
+        def thaw():
+            time.sleep(45 + 15)
+            os.killpg(frozen.process.pid, signal.SIGCONT)
+
+        threading.Thread(target=thaw, daemon=True).start()
+
+    result = run_under_fault(stack, "task outlives the visibility timeout (worker frozen)", freeze, 1,
+                             at=(1.0, 4.0), after_inject=thaw_later, timeout=400)
+    assert result.clean, result
