@@ -166,7 +166,3 @@ def make_stack(redis_url, fresh_database, tmp_path):
     reset_settings_cache()
     dispose_engines()
     clients.reset()
-
-import sys as _sys
-
-_sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -12,7 +12,7 @@ import requests
 
 from sandbox.redis import free_port
 from sandbox.stack import ROOT, CeleryProcess
-from tests_support import wait_for_run
+from tests.support import wait_for_run
 from workers.api import enqueue_sync
 
 AUTH = ("ops", "flower-pass-123")

@@ -13,6 +13,7 @@ is repeated.
 from __future__ import annotations
 
 import logging
+import math
 import random
 import time
 from collections import Counter
@@ -81,15 +82,19 @@ class RetryPolicy:
         return 0
 
 
-def unix_seconds(value: datetime | int | float) -> int:
-    """Aware datetime or unix seconds -> int seconds. Naive datetimes are refused (whose clock?)."""
+def unix_seconds(value: datetime | int | float, round_up: bool = False) -> int:
+    """Aware datetime or unix seconds -> int seconds. Naive datetimes are refused (whose clock?).
+
+    ``round_up`` is for exclusive upper bounds: TikTok stamps whole seconds, so a window
+    ending at 12:00:00.7 must ask for ``< 12:00:01`` or it misses changes made at 12:00:00.
+    """
     if isinstance(value, datetime):
         if value.tzinfo is None:
             raise ValueError("naive datetime: pass an aware datetime (e.g. with tzinfo=timezone.utc)")
-        return int(value.timestamp())
+        value = value.timestamp()
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"expected a datetime or unix seconds, got {type(value).__name__}")
-    return int(value)
+    return math.ceil(value) if round_up else int(value)
 
 
 class TikTokShopClient:
@@ -155,7 +160,8 @@ class TikTokShopClient:
         """
         if not 1 <= page_size <= MAX_PAGE_SIZE:
             raise ValueError(f"page_size must be 1..{MAX_PAGE_SIZE}, got {page_size}")
-        filters = {"update_time_ge": unix_seconds(update_time_ge), "update_time_lt": unix_seconds(update_time_lt)}
+        filters = {"update_time_ge": unix_seconds(update_time_ge),
+                   "update_time_lt": unix_seconds(update_time_lt, round_up=True)}
         if order_status:
             filters["order_status"] = order_status
         query = {"page_size": page_size, "sort_field": "update_time", "sort_order": "ASC"}

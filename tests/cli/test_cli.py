@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from sandbox.stack import ROOT
-from tests_support import wait_for_run
+from tests.support import wait_for_run
 
 
 def ksync(*args, env=None, timeout=300) -> subprocess.CompletedProcess:

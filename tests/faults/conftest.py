@@ -2,7 +2,7 @@
 
 import pytest
 
-from faults.harness import FAST_RECOVERY
+from tests.faults.harness import FAST_RECOVERY
 
 
 def pytest_collection_modifyitems(items):

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from faults.harness import run_under_fault, seeds
+from tests.faults.harness import run_under_fault, seeds
 
 
 @pytest.mark.parametrize("seed", seeds())

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from faults.harness import full, run_under_fault
-from faults.postgres import PrivatePostgres, binaries
+from tests.faults.harness import full, run_under_fault
+from tests.faults.postgres import PrivatePostgres, binaries
 
 
 def later(seconds: float, action) -> None:

@@ -5,7 +5,7 @@ from decimal import Decimal
 
 import pytest
 
-from tests_support import make_order_dict
+from tests.support import make_order_dict
 from tiktok import InvalidOrder, OrderStatus, OrderValidationError, is_masked, is_relay_email, load_order, parse_order
 
 
@@ -77,3 +77,14 @@ def test_parse_order_returns_an_invalid_order_instead_of_raising():
 
 def test_order_repr_masks_the_buyer_email():
     assert "v2b2V5" not in repr(load_order(make_order_dict()))
+
+
+def test_window_bounds_become_whole_seconds_with_the_exclusive_end_rounded_up():
+    from tiktok import unix_seconds
+
+    end = datetime.fromtimestamp(1_790_000_000.7, tz=timezone.utc)
+    assert unix_seconds(end) == 1_790_000_000
+    assert unix_seconds(end, round_up=True) == 1_790_000_001
+    assert unix_seconds(1_790_000_000, round_up=True) == 1_790_000_000
+    with pytest.raises(ValueError):
+        unix_seconds(datetime(2026, 1, 1))

@@ -15,7 +15,7 @@ from db.models import SyncItem
 from tiktok import InvalidOrder, parse_order
 from workers.mapping import buyer_stats, event_key, external_id, is_placed, ledger_entry, order_events
 from workers.api import enqueue_sync, retry_failed
-from tests_support import wait_for_run
+from tests.support import wait_for_run
 
 FINAL = ("succeeded", "partial", "failed")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from tests_support import make_order_dict
+from tests.support import make_order_dict
 from tiktok.schemas import load_order
 from workers.mapping import LedgerEntry
 from workers.planning import EVENT, PROFILE, KnownState, latest_by_id, plan_window

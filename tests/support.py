@@ -1,4 +1,4 @@
-"""Small builders shared by tests (imported as ``tests_support``)."""
+"""Small builders shared by tests (``from tests.support import ...``)."""
 
 from __future__ import annotations
 
