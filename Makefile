@@ -23,8 +23,10 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# The whole fault suite at full length (10 seeds per seeded fault), then docs/reliability.md.
 faults: $(STAMP)
-	$(PY) -m pytest -m faults -p no:randomly $(PYTEST_ARGS) tests/faults
+	rm -f .ksync/faults/results.jsonl
+	KSYNC_FAULT_SEEDS=10 KSYNC_FAULT_FULL=1 $(PY) -m pytest -m faults $(PYTEST_ARGS) tests/faults
 	$(PY) -m tests.faults.report
 
 bench: $(STAMP)

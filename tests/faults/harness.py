@@ -162,7 +162,8 @@ def verify(stack, run_id: str, fault_name: str, seed: int, recovered_in=None, wa
         duplicated=summary["duplicates_dropped"]["total"], stored_twice=sum(1 for n in landed.values() if n > 1),
         run_status=run.status, recovered_in=round(recovered_in, 1) if recovered_in is not None else None,
         counters_agree=counters_agree, watermark_ok=watermark_ok,
-        notes=(notes or {}) | {"http_429": summary["http_429"]["total"], "faults_injected": summary["faults_injected"]["total"]})
+        notes=(notes or {}) | {"http_429": summary["http_429"]["total"], "faults_injected": summary["faults_injected"]["total"],
+                               "database": "PostgreSQL" if stack.database_url.startswith("postgres") else "SQLite"})
     record(result)
     print(json.dumps(asdict(result)))
     return result
