@@ -20,7 +20,6 @@ import pytest
 from sandbox.redis import EmbeddedRedis, redis_reachable
 
 ROOT = Path(__file__).resolve().parent.parent
-REFERENCE = ROOT.parent / "shared" / "reference"
 
 
 def _test_redis_url(url: str) -> str:

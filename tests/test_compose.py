@@ -23,7 +23,7 @@ COMPOSE_FILE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 ENV_EXAMPLE = ROOT / ".env.example"
-COMPOSE_SCHEMA = ROOT.parent / "shared" / "reference" / "compose" / "compose-spec.json"
+COMPOSE_SCHEMA = ROOT / "tests" / "contract" / "compose-spec.json"
 
 KSYNC_SERVICES = ("migrate", "worker", "beat", "flower")
 STAND_INS = ("klaviyo-standin", "tiktok-standin")

@@ -3,30 +3,22 @@
 * The official SDK (``klaviyo-api``) parses every response with pydantic models
   generated from the spec, so a shape drift fails these tests.
 * Prism in proxy mode validates requests and responses against the OpenAPI
-  spec (``--errors`` turns a bad response into a 500 ``#VIOLATIONS``). That
-  test runs when Prism is installed in ``.cache/prism`` (see the install line
-  in shared/reference/klaviyo-api.md section 5) and the reference spec is present.
+  spec (``--errors`` turns a bad response into a 500 ``#VIOLATIONS``);
+  ``tests/contract/prism.py`` installs it on first use (required under CI=true).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import signal
-import subprocess
 import time
-from pathlib import Path
 
 import pytest
 import requests
 from klaviyo_api import KlaviyoAPI
 
 from sandbox.klaviyo import KlaviyoStandIn
+from tests.contract.prism import prism_proxy
 
-ROOT = Path(__file__).resolve().parents[2]
-PRISM = Path(os.environ.get("PRISM_BIN", ROOT / ".cache/prism/node_modules/.bin/prism"))
-SUBSET_SPEC = ROOT.parent / "shared/reference/klaviyo/klaviyo-subset.prism.json"
 
 
 @pytest.fixture(scope="module")
@@ -117,32 +109,10 @@ def test_official_sdk_retries_our_429_after_the_integer_retry_after(k, sdk):
 
 # -- Prism -------------------------------------------------------------------------------------------------
 
-def _wait_for(url: str, seconds: float) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            requests.get(url, timeout=1)
-            return
-        except requests.ConnectionError:
-            time.sleep(0.2)
-    raise RuntimeError(f"{url} did not come up within {seconds} s")
-
-
 @pytest.fixture(scope="module")
 def prism(standin):
-    if not (PRISM.exists() or shutil.which(str(PRISM))) or not SUBSET_SPEC.exists():
-        pytest.skip("Prism or the reference spec is not installed")
-    from sandbox.redis import free_port
-    port = free_port()
-    proc = subprocess.Popen([str(PRISM), "proxy", str(SUBSET_SPEC), standin.root_url, "--errors", "-h", "127.0.0.1",
-                             "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
-    try:
-        _wait_for(f"http://127.0.0.1:{port}/api/lists", 60)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=10)
+    with prism_proxy(standin.root_url) as url:
+        yield url
 
 
 def test_every_operation_answers_as_the_spec_says_through_prism(k, prism):
