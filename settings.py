@@ -66,6 +66,8 @@ class Settings:
     customer_list_name: str = ""
     max_attempts: int = 5
     limiter_max_block_seconds: float = 5.0
+    #: Share of Klaviyo's limits ksync may use (e.g. 0.8 leaves room for another integration).
+    rate_limit_scale: float = 1.0
     visibility_timeout_seconds: int = 3600
     #: A claimed item is another task's for this long (longer than any task may run).
     item_lease_seconds: int = 120
@@ -135,6 +137,7 @@ ENV_NAMES = {
     "customer_list_name": "KSYNC_CUSTOMER_LIST",
     "max_attempts": "KSYNC_MAX_ATTEMPTS",
     "limiter_max_block_seconds": "KSYNC_LIMITER_MAX_BLOCK_SECONDS",
+    "rate_limit_scale": "KSYNC_RATE_LIMIT_SCALE",
     "visibility_timeout_seconds": "KSYNC_VISIBILITY_TIMEOUT",
     "item_lease_seconds": "KSYNC_ITEM_LEASE_SECONDS",
     "stale_item_seconds": "KSYNC_STALE_ITEM_SECONDS",

@@ -47,7 +47,8 @@ def rate_limiter():
     if "limiter" not in _cache:
         settings = get_settings()
         settings.require("KLAVIYO_API_KEY")
-        _cache["limiter"] = RedisRateLimiter.for_klaviyo(redis_client(), settings.klaviyo_api_key)
+        _cache["limiter"] = RedisRateLimiter.for_klaviyo(redis_client(), settings.klaviyo_api_key,
+                                                         scale=settings.rate_limit_scale)
     return _cache["limiter"]
 
 
