@@ -22,11 +22,12 @@ import time
 
 EMAIL_RE = re.compile(r"(?<![\w.+-])([\w.+-])[\w.+-]*@([\w-]+(?:\.[\w-]+)+)")
 #: Phone-shaped text: E.164 (+14155550123), TikTok's masked form ((+1)213-***-1234) or a
-#: formatted number (+1 415-555-0123). Bare digit runs (order ids, ports) and dotted IPs are left alone.
+#: formatted number (+1 415-555-0123), wherever it sits in a sentence ("tel:+1...", "...0123.").
+#: Numbers without a "+" (order ids, ports, timestamps) are left alone.
 PHONE_RE = re.compile(
-    r"(?<![\w./:])(?:\+\d{7,15}"
+    r"(?<![\w+])\+\d{7,15}(?!\d)"
     r"|\(\+?\d{1,3}\)\s?[\d*]{2,4}[-\s][\d*]{2,4}[-\s][\d*]{2,4}"
-    r"|\+\d{1,3}[-\s]\(?\d{2,4}\)?[-\s]\d{3}[-\s]\d{3,4})(?![\w.])")
+    r"|(?<![\w+])\+\d{1,3}[-\s]\(?\d{2,4}\)?[-\s]\d{3}[-\s]\d{3,4}(?!\d)")
 
 _secrets: set[str] = set()
 run_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("ksync_run_id", default=None)

@@ -1,6 +1,7 @@
 """Klaviyo REST API client: ``from klaviyo import KlaviyoClient``."""
 
-from .client import DEFAULT_BASE_URL, REVISION, KlaviyoClient, RetryPolicy
+from .client import DEFAULT_BASE_URL, REVISION, KlaviyoClient
+from .transport import RetryPolicy
 from .exceptions import (
     KlaviyoAPIError,
     KlaviyoAuthError,

@@ -1,46 +1,25 @@
-"""KlaviyoClient: the dozen Klaviyo operations ksync uses, over one pooled session.
+"""KlaviyoClient: the dozen Klaviyo operations ksync uses, one method each.
 
-Every request goes the same way::
-
-    validate input (marshmallow) -> rate_limiter.acquire(operation) -> send -> classify
-
-and, around that, a retry budget per kind of failure (429, 5xx, network) run by
-tenacity. A 429 also tells the rate limiter to cool the bucket down for
-Retry-After seconds, so with the fleet-wide Redis limiter every worker pauses,
-not just this one. Each retry asks the limiter again: a retry is a request and
-spends the same budget.
-
-The API key lives only in the session's headers; it never reaches ``repr``, a
-log line or an exception message.
+Each method validates its input with the marshmallow schemas (a malformed
+e-mail, a phone that is not E.164, a missing identifier or an oversized batch
+raises ``KlaviyoValidationError`` naming the field, before any request), builds
+the JSON:API body, and reads the answer back into ``klaviyo.models`` values. The
+HTTP mechanics (pooled session, rate limiter, retry budgets, error mapping,
+pagination) live in ``transport.py``.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import random
 import re
 import time
-from collections import Counter
-from dataclasses import dataclass
 from typing import Iterable, Iterator
-from urllib.parse import parse_qs, urlsplit
 
 import requests
-import tenacity
 from marshmallow import ValidationError
-from requests.adapters import HTTPAdapter
 
-from .exceptions import (
-    KlaviyoAPIError,
-    KlaviyoAuthError,
-    KlaviyoConflictError,
-    KlaviyoNetworkError,
-    KlaviyoNotFoundError,
-    KlaviyoRateLimitError,
-    KlaviyoServerError,
-    KlaviyoValidationError,
-)
+from .exceptions import KlaviyoAuthError, KlaviyoConflictError, KlaviyoServerError, KlaviyoValidationError
 from .limits import LocalTokenBucket, RateLimiter
 from .models import (
     AcceptedJob,
@@ -65,6 +44,7 @@ from .schemas import (
     SEGMENT_RESOURCE,
     first_error,
 )
+from .transport import RetryPolicy, Transport
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +52,6 @@ log = logging.getLogger(__name__)
 DEFAULT_BASE_URL = "https://a.klaviyo.com/api"
 #: The API revision this client is written against (the checked-in spec's).
 REVISION = "2026-07-15"
-MEDIA_TYPE = "application/vnd.api+json"
 #: Size limits Klaviyo states in prose (the spec has no maxItems); checked before sending.
 MAX_LIST_MEMBERS_PER_CALL = 1000
 MAX_BULK_IMPORT_PROFILES = 10_000
@@ -82,31 +61,6 @@ MAX_UNSUBSCRIBE_PROFILES = 100
 MAX_PROFILE_BYTES = 100 * 1024
 BULK_EVENT_POINTER = re.compile(r"/events-bulk-create/data/(\d+)/attributes/events/data/(\d+)")
 BULK_PROFILE_POINTER = re.compile(r"/profiles/data/(\d+)")
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How many times each kind of failure is retried, and the backoff between tries.
-
-    The defaults are the seed's: 429 three times, 5xx twice, network errors
-    twice. A 429 waits at least its Retry-After; the others back off
-    exponentially with full jitter (``backoff_base * 2**n``, capped).
-    """
-
-    max_429: int = 3
-    max_5xx: int = 2
-    max_network: int = 2
-    backoff_base: float = 0.5
-    backoff_max: float = 30.0
-
-    def budget(self, exc: BaseException) -> int:
-        if isinstance(exc, KlaviyoRateLimitError):
-            return self.max_429
-        if isinstance(exc, KlaviyoServerError):
-            return self.max_5xx
-        if isinstance(exc, KlaviyoNetworkError):
-            return self.max_network
-        return 0
 
 
 class KlaviyoClient:
@@ -127,23 +81,19 @@ class KlaviyoClient:
                  limiter_timeout: float | None = None, pool_size: int = 10, sleep=time.sleep):
         if not api_key:
             raise KlaviyoAuthError("No Klaviyo API key: set KLAVIYO_API_KEY")
-        self.base_url = base_url.rstrip("/")
         self.revision = revision
-        self.timeout = timeout
-        self.rate_limiter = rate_limiter if rate_limiter is not None else LocalTokenBucket()
-        self.retry = retry or RetryPolicy()
-        self.limiter_timeout = limiter_timeout
         self._sleep = sleep
-        self.session = requests.Session()
-        adapter = HTTPAdapter(pool_connections=pool_size, pool_maxsize=pool_size, max_retries=0)
-        self.session.mount("http://", adapter)
-        self.session.mount("https://", adapter)
-        self.session.headers.update({
-            "Authorization": f"Klaviyo-API-Key {api_key}",
-            "revision": revision,
-            "Accept": MEDIA_TYPE,
-            "User-Agent": "ksync/0.1 (+https://github.com/ksync)",
-        })
+        self.http = Transport(api_key, base_url, revision, timeout,
+                              rate_limiter if rate_limiter is not None else LocalTokenBucket(),
+                              retry or RetryPolicy(), limiter_timeout, pool_size, sleep)
+
+    @property
+    def base_url(self) -> str:
+        return self.http.base_url
+
+    @property
+    def rate_limiter(self) -> RateLimiter:
+        return self.http.rate_limiter
 
     @classmethod
     def from_settings(cls, settings=None, **kwargs) -> "KlaviyoClient":
@@ -157,7 +107,7 @@ class KlaviyoClient:
         return f"KlaviyoClient(base_url={self.base_url!r}, revision={self.revision!r})"
 
     def close(self) -> None:
-        self.session.close()
+        self.http.close()
 
     def __enter__(self) -> "KlaviyoClient":
         return self
@@ -182,7 +132,7 @@ class KlaviyoClient:
         if profile.profile_id:
             data["id"] = profile.profile_id
         try:
-            response = self._request("create_or_update_profile", "POST", "/profile-import", body={"data": data})
+            response = self.http.request("create_or_update_profile", "POST", "/profile-import", body={"data": data})
         except KlaviyoConflictError as conflict:
             response = self._resolve_duplicate(data, conflict)
         return self._upsert_result(response)
@@ -193,7 +143,7 @@ class KlaviyoClient:
             without_phone = dict(data, attributes={k: v for k, v in attributes.items() if k != "phone_number"})
             log.info("profile conflict: upserting without phone_number")
             try:
-                return self._request("create_or_update_profile", "POST", "/profile-import", body={"data": without_phone})
+                return self.http.request("create_or_update_profile", "POST", "/profile-import", body={"data": without_phone})
             except KlaviyoConflictError as again:
                 conflict, data = again, without_phone
         if not conflict.duplicate_profile_id or data.get("id") == conflict.duplicate_profile_id:
@@ -203,30 +153,30 @@ class KlaviyoClient:
         if any(getattr(existing, k) and ours.get(k) and getattr(existing, k) != ours[k] for k in ("email", "external_id")):
             raise conflict  # that profile is somebody else: never merge two people
         target = dict(data, id=conflict.duplicate_profile_id)
-        return self._request("create_or_update_profile", "POST", "/profile-import", body={"data": target})
+        return self.http.request("create_or_update_profile", "POST", "/profile-import", body={"data": target})
 
     def _upsert_result(self, response: requests.Response) -> ProfileUpsertResult:
-        profile = self._load(PROFILE_RESOURCE, self._json(response).get("data"), "profile")
+        profile = self._load(PROFILE_RESOURCE, self.http.json(response).get("data"), "profile")
         return ProfileUpsertResult(profile_id=profile.profile_id, email=profile.email,
                                    created=response.status_code == 201, profile=profile)
 
     def create_profile(self, profile: KlaviyoProfile) -> KlaviyoProfile:
         """``POST /api/profiles``; a taken identifier raises ``KlaviyoConflictError``."""
         body = {"data": {"type": "profile", "attributes": self._profile_attributes(profile)}}
-        response = self._request("create_profile", "POST", "/profiles", body=body, idempotent=False)
-        return self._load(PROFILE_RESOURCE, self._json(response).get("data"), "profile")
+        response = self.http.request("create_profile", "POST", "/profiles", body=body, idempotent=False)
+        return self._load(PROFILE_RESOURCE, self.http.json(response).get("data"), "profile")
 
     def update_profile(self, profile: KlaviyoProfile) -> KlaviyoProfile:
         """``PATCH /api/profiles/{id}``: fields left None are not sent, so they stay as they are."""
         if not profile.profile_id:
             raise KlaviyoValidationError("update_profile needs profile.profile_id", field="profile_id")
         body = {"data": {"type": "profile", "id": profile.profile_id, "attributes": self._profile_attributes(profile)}}
-        response = self._request("update_profile", "PATCH", f"/profiles/{profile.profile_id}", body=body)
-        return self._load(PROFILE_RESOURCE, self._json(response).get("data"), "profile")
+        response = self.http.request("update_profile", "PATCH", f"/profiles/{profile.profile_id}", body=body)
+        return self._load(PROFILE_RESOURCE, self.http.json(response).get("data"), "profile")
 
     def get_profile(self, profile_id: str) -> KlaviyoProfile:
-        response = self._request("get_profile", "GET", f"/profiles/{profile_id}")
-        return self._load(PROFILE_RESOURCE, self._json(response).get("data"), "profile")
+        response = self.http.request("get_profile", "GET", f"/profiles/{profile_id}")
+        return self._load(PROFILE_RESOURCE, self.http.json(response).get("data"), "profile")
 
     def search_profiles(self, email: str | None = None, phone_number: str | None = None,
                         external_id: str | None = None) -> list[KlaviyoProfile]:
@@ -238,7 +188,7 @@ class KlaviyoClient:
         expression = clauses[0] if len(clauses) == 1 else f"and({','.join(clauses)})"
         params = {"filter": expression, "page[size]": 100}
         return [self._load(PROFILE_RESOURCE, r, "profile")
-                for r, _ in self._paginate("get_profiles", "/profiles", params)]
+                for r, _ in self.http.paginate("get_profiles", "/profiles", params)]
 
     # Events ------------------------------------------------------------------------------------
 
@@ -249,7 +199,7 @@ class KlaviyoClient:
         retried or re-sent event with the same ``unique_id`` is harmless.
         """
         attributes = self._event_attributes(event)
-        response = self._request("create_event", "POST", "/events", body={"data": {"type": "event", "attributes": attributes}},
+        response = self.http.request("create_event", "POST", "/events", body={"data": {"type": "event", "attributes": attributes}},
                                  expect=(202,))
         return EventResult(accepted=True, unique_id=event.unique_id, status=response.status_code)
 
@@ -260,7 +210,7 @@ class KlaviyoClient:
         params = {"page[size]": page_size, "sort": "-datetime", "include": "metric"}
         if clauses:
             params["filter"] = clauses[0] if len(clauses) == 1 else f"and({','.join(clauses)})"
-        for resource, included in self._paginate("get_events", "/events", params):
+        for resource, included in self.http.paginate("get_events", "/events", params):
             event = self._load(EVENT_RESOURCE, resource, "event")
             metric = included.get(("metric", event.metric_name))
             if metric:
@@ -303,7 +253,7 @@ class KlaviyoClient:
         body = {"data": {"type": "event-bulk-create-job", "attributes": {
             "events-bulk-create": {"data": list(groups.values())}}}}
         try:
-            response = self._request("bulk_create_events", "POST", "/event-bulk-create-jobs", body=body, expect=(202,))
+            response = self.http.request("bulk_create_events", "POST", "/event-bulk-create-jobs", body=body, expect=(202,))
         except KlaviyoValidationError as exc:
             match = BULK_EVENT_POINTER.search(exc.pointer or "")
             if match:
@@ -316,13 +266,13 @@ class KlaviyoClient:
 
     def get_lists(self, name: str | None = None) -> Iterator[KlaviyoList]:
         params = {"filter": f"equals(name,{json.dumps(name)})"} if name else {}
-        for resource, _ in self._paginate("get_lists", "/lists", params):
+        for resource, _ in self.http.paginate("get_lists", "/lists", params):
             yield self._load(LIST_RESOURCE, resource, "list")
 
     def create_list(self, name: str) -> KlaviyoList:
         body = {"data": {"type": "list", "attributes": {"name": name}}}
-        response = self._request("create_list", "POST", "/lists", body=body, idempotent=False)
-        return self._load(LIST_RESOURCE, self._json(response).get("data"), "list")
+        response = self.http.request("create_list", "POST", "/lists", body=body, idempotent=False)
+        return self._load(LIST_RESOURCE, self.http.json(response).get("data"), "list")
 
     def get_or_create_list(self, name: str) -> KlaviyoList:
         """The list called ``name``, created if missing. Klaviyo allows duplicate names, so look first."""
@@ -352,17 +302,17 @@ class KlaviyoClient:
         for start in range(0, len(ids), MAX_LIST_MEMBERS_PER_CALL):
             chunk = ids[start:start + MAX_LIST_MEMBERS_PER_CALL]
             body = {"data": [{"type": "profile", "id": pid} for pid in chunk]}
-            self._request(operation, method, f"/lists/{list_id}/relationships/profiles", body=body)
+            self.http.request(operation, method, f"/lists/{list_id}/relationships/profiles", body=body)
         return len(ids)
 
     def get_list_profiles(self, list_id: str) -> Iterator[KlaviyoProfile]:
-        for resource, _ in self._paginate("get_profiles_for_list", f"/lists/{list_id}/profiles", {"page[size]": 100}):
+        for resource, _ in self.http.paginate("get_profiles_for_list", f"/lists/{list_id}/profiles", {"page[size]": 100}):
             yield self._load(PROFILE_RESOURCE, resource, "profile")
 
     # Segments ----------------------------------------------------------------------------------
 
     def get_segments(self) -> Iterator[KlaviyoSegment]:
-        for resource, _ in self._paginate("get_segments", "/segments", {}):
+        for resource, _ in self.http.paginate("get_segments", "/segments", {}):
             yield self._load(SEGMENT_RESOURCE, resource, "segment")
 
     def create_segment(self, name: str, definition: dict) -> KlaviyoSegment:
@@ -370,11 +320,11 @@ class KlaviyoClient:
         if not isinstance(definition, dict) or not isinstance(definition.get("condition_groups"), list):
             raise KlaviyoValidationError("segment definition needs a condition_groups list", field="definition")
         body = {"data": {"type": "segment", "attributes": {"name": name, "definition": definition}}}
-        response = self._request("create_segment", "POST", "/segments", body=body, idempotent=False)
-        return self._load(SEGMENT_RESOURCE, self._json(response).get("data"), "segment")
+        response = self.http.request("create_segment", "POST", "/segments", body=body, idempotent=False)
+        return self._load(SEGMENT_RESOURCE, self.http.json(response).get("data"), "segment")
 
     def get_segment_profiles(self, segment_id: str) -> Iterator[KlaviyoProfile]:
-        for resource, _ in self._paginate("get_profiles_for_segment", f"/segments/{segment_id}/profiles", {"page[size]": 100}):
+        for resource, _ in self.http.paginate("get_profiles_for_segment", f"/segments/{segment_id}/profiles", {"page[size]": 100}):
             yield self._load(PROFILE_RESOURCE, resource, "profile")
 
     # Consent and privacy -----------------------------------------------------------------------
@@ -424,7 +374,7 @@ class KlaviyoClient:
         data = {"type": job_type, "attributes": attributes}
         if list_id:
             data["relationships"] = {"list": {"data": {"type": "list", "id": list_id}}}
-        response = self._request(operation, "POST", path, body={"data": data}, expect=(202,))
+        response = self.http.request(operation, "POST", path, body={"data": data}, expect=(202,))
         return AcceptedJob(operation=operation, count=len(rows), status=response.status_code)
 
     def request_profile_deletion(self, email: str | None = None, phone_number: str | None = None,
@@ -441,7 +391,7 @@ class KlaviyoClient:
             self._check_attributes(dict(given), "profile")
             profile["attributes"] = dict(given)
         body = {"data": {"type": "data-privacy-deletion-job", "attributes": {"profile": {"data": profile}}}}
-        response = self._request("request_profile_deletion", "POST", "/data-privacy-deletion-jobs", body=body,
+        response = self.http.request("request_profile_deletion", "POST", "/data-privacy-deletion-jobs", body=body,
                                  expect=(202,))
         return AcceptedJob(operation="request_profile_deletion", count=1, status=response.status_code)
 
@@ -466,22 +416,22 @@ class KlaviyoClient:
         if list_ids:
             data["relationships"] = {"lists": {"data": [{"type": "list", "id": lid} for lid in list_ids]}}
         try:
-            response = self._request("bulk_import_profiles", "POST", "/profile-bulk-import-jobs", body={"data": data},
+            response = self.http.request("bulk_import_profiles", "POST", "/profile-bulk-import-jobs", body={"data": data},
                                      idempotent=False)
         except KlaviyoValidationError as exc:
             match = BULK_PROFILE_POINTER.search(exc.pointer or "")
             if match:
                 exc.index = int(match.group(1))
             raise
-        return self._load(BULK_IMPORT_JOB, self._json(response).get("data"), "profile-bulk-import-job")
+        return self._load(BULK_IMPORT_JOB, self.http.json(response).get("data"), "profile-bulk-import-job")
 
     def get_bulk_import_job(self, job_id: str) -> BulkImportJob:
-        response = self._request("get_bulk_import_profiles_job", "GET", f"/profile-bulk-import-jobs/{job_id}")
-        return self._load(BULK_IMPORT_JOB, self._json(response).get("data"), "profile-bulk-import-job")
+        response = self.http.request("get_bulk_import_profiles_job", "GET", f"/profile-bulk-import-jobs/{job_id}")
+        return self._load(BULK_IMPORT_JOB, self.http.json(response).get("data"), "profile-bulk-import-job")
 
     def get_bulk_import_errors(self, job_id: str) -> Iterator[ProfileImportError]:
         path = f"/profile-bulk-import-jobs/{job_id}/import-errors"
-        for resource, _ in self._paginate("get_errors_for_bulk_import_profiles_job", path, {"page[size]": 100}):
+        for resource, _ in self.http.paginate("get_errors_for_bulk_import_profiles_job", path, {"page[size]": 100}):
             yield self._load(IMPORT_ERROR, resource, "import-error")
 
     def wait_for_bulk_import(self, job_id: str, timeout: float = 300, poll: float = 1.0) -> BulkImportJob:
@@ -535,140 +485,3 @@ class KlaviyoClient:
 
     # Transport ---------------------------------------------------------------------------------
 
-    def _paginate(self, operation: str, path: str, params: dict) -> Iterator[tuple[dict, dict]]:
-        """Yield ``(resource, included_by_type_and_id)`` for every item of every page.
-
-        The cursor is taken out of ``links.next`` and sent against our own base
-        URL, so a proxy in front of Klaviyo (or a stand-in) is never bypassed.
-        """
-        params = dict(params)
-        seen_cursors = set()
-        while True:
-            body = self._json(self._request(operation, "GET", path, params=params))
-            included = {(i.get("type"), i.get("id")): i for i in body.get("included") or [] if isinstance(i, dict)}
-            data = body.get("data")
-            if not isinstance(data, list):
-                raise KlaviyoServerError(f"Klaviyo answered {operation} without a 'data' list")
-            for resource in data:
-                yield resource, included
-            next_url = (body.get("links") or {}).get("next")
-            if not next_url:
-                return
-            cursor = parse_qs(urlsplit(next_url).query).get("page[cursor]", [None])[0]
-            if not cursor or cursor in seen_cursors:
-                raise KlaviyoServerError(f"Klaviyo repeated or omitted a page cursor for {operation}")
-            seen_cursors.add(cursor)
-            params["page[cursor]"] = cursor
-
-    def _request(self, operation: str, method: str, path: str, *, params: dict | None = None,
-                 body: dict | None = None, idempotent: bool = True, expect: tuple[int, ...] | None = None) -> requests.Response:
-        """Send with the rate limiter and the retry budgets; return a 2xx response or raise.
-
-        ``expect`` pins the success statuses of operations whose contract is exact
-        (``202`` with no body): any other 2xx is an answer we cannot trust, such as a
-        proxy replying in Klaviyo's place, and is retried like a server error.
-        """
-        url = f"{self.base_url}{path}"
-        data = json.dumps(body, separators=(",", ":"), default=str).encode() if body is not None else None
-        counts: Counter = Counter()
-
-        def stop(state: tenacity.RetryCallState) -> bool:
-            exc = state.outcome.exception()
-            if isinstance(exc, KlaviyoNetworkError) and not idempotent:
-                return True  # the request may have been applied; the caller decides
-            counts[type(exc)] += 1
-            return counts[type(exc)] > self.retry.budget(exc)
-
-        def wait(state: tenacity.RetryCallState) -> float:
-            exc = state.outcome.exception()
-            backoff = random.uniform(0, min(self.retry.backoff_max, self.retry.backoff_base * 2 ** (state.attempt_number - 1)))
-            if isinstance(exc, KlaviyoRateLimitError):
-                return exc.retry_after + random.uniform(0, 0.1 * exc.retry_after)
-            return backoff
-
-        def before_sleep(state: tenacity.RetryCallState) -> None:
-            exc = state.outcome.exception()
-            log.warning("klaviyo %s retry %d after %s", operation, state.attempt_number, exc.message,
-                        extra={"fields": {"operation": operation, "status": exc.status}})
-
-        retrying = tenacity.Retrying(
-            retry=tenacity.retry_if_exception(lambda e: isinstance(e, KlaviyoAPIError) and e.retriable),
-            stop=stop, wait=wait, sleep=self._sleep, before_sleep=before_sleep, reraise=True)
-        return retrying(self._send_once, operation, method, url, params, data, expect)
-
-    def _send_once(self, operation: str, method: str, url: str, params: dict | None, data: bytes | None,
-                   expect: tuple[int, ...] | None = None) -> requests.Response:
-        self.rate_limiter.acquire(operation, timeout=self.limiter_timeout)
-        headers = {"Content-Type": MEDIA_TYPE} if data is not None else None
-        try:
-            response = self.session.request(method, url, params=params, data=data, headers=headers, timeout=self.timeout)
-        except requests.Timeout:
-            raise KlaviyoNetworkError(f"Klaviyo {operation} timed out after {self.timeout}s") from None
-        except requests.RequestException as exc:
-            raise KlaviyoNetworkError(f"Klaviyo {operation} failed: {type(exc).__name__}") from None
-        if response.status_code < 300:
-            if expect and response.status_code not in expect:
-                raise KlaviyoServerError(f"Klaviyo {operation} answered {response.status_code}, expected "
-                                         f"{'/'.join(map(str, expect))}: not a Klaviyo answer we can trust",
-                                         status=response.status_code)
-            return response
-        error = error_from_response(response, operation)
-        if isinstance(error, KlaviyoRateLimitError):
-            self.rate_limiter.cool_down(operation, error.retry_after)
-        raise error
-
-    @staticmethod
-    def _json(response: requests.Response) -> dict:
-        try:
-            body = response.json()
-        except ValueError:
-            kind = "an HTML page" if "html" in response.headers.get("Content-Type", "") else "unreadable JSON"
-            raise KlaviyoServerError(f"Klaviyo answered {response.status_code} with {kind}", status=response.status_code) from None
-        if not isinstance(body, dict):
-            raise KlaviyoServerError(f"Klaviyo answered {response.status_code} with a {type(body).__name__}, not an object",
-                                     status=response.status_code)
-        return body
-
-
-def error_from_response(response: requests.Response, operation: str) -> KlaviyoAPIError:
-    """Turn a non-2xx answer into the matching exception, with Klaviyo's detail and pointer."""
-    status = response.status_code
-    try:
-        body = response.json()
-        errors = body.get("errors") if isinstance(body, dict) else None
-    except ValueError:
-        errors = None
-    errors = [e for e in errors or [] if isinstance(e, dict)]
-    first = errors[0] if errors else {}
-    code = first.get("code")
-    detail = first.get("detail") or first.get("title")
-    if not errors:
-        kind = "an HTML error page" if "html" in response.headers.get("Content-Type", "") else "no readable error body"
-        detail = f"{kind}"
-    source = first.get("source") if isinstance(first.get("source"), dict) else {}
-    pointer = source.get("pointer") or source.get("parameter")
-    message = f"Klaviyo {operation} answered {status}{f' {code}' if code else ''}: {detail}{f' (at {pointer})' if pointer else ''}"
-    common = dict(status=status, code=code, errors=errors, request_id=first.get("id"))
-    if status == 429:
-        return KlaviyoRateLimitError(message, retry_after=_retry_after(response), **common)
-    if status in (401, 403):
-        return KlaviyoAuthError(message, **common)
-    if status == 404:
-        return KlaviyoNotFoundError(message, **common)
-    if status == 409:
-        meta = first.get("meta") if isinstance(first.get("meta"), dict) else {}
-        return KlaviyoConflictError(message, duplicate_profile_id=meta.get("duplicate_profile_id"), **common)
-    if status in (400, 422):
-        field = pointer.removeprefix("/data/attributes/").replace("/", ".") if pointer else None
-        return KlaviyoValidationError(message, field=field, **common)
-    if status >= 500:
-        return KlaviyoServerError(message, **common)
-    return KlaviyoAPIError(message, **common)
-
-
-def _retry_after(response: requests.Response) -> float:
-    """Retry-After in seconds; Klaviyo sends an integer. Missing or unreadable means 1 s."""
-    try:
-        return max(0.0, float(response.headers.get("Retry-After", "1")))
-    except ValueError:
-        return 1.0

@@ -30,7 +30,7 @@ from .models import (
 EARLIEST_EVENT_TIME = datetime(2000, 1, 1, tzinfo=timezone.utc)
 MAX_METRIC_NAME_LENGTH = 127
 MAX_EVENT_PROPERTIES = 400
-E164_RE = re.compile(r"^\+[1-9]\d{6,14}$")
+E164_RE = re.compile(r"^\+[1-9]\d{6,14}\Z")
 
 
 def validate_e164(value: str) -> None:
@@ -105,7 +105,7 @@ class EventAttributesSchema(Schema):
     properties = fields.Dict(required=True, validate=validate.Length(max=MAX_EVENT_PROPERTIES))
     time = fields.AwareDateTime(allow_none=True, validate=_event_time, format="iso")
     value = fields.Float(allow_none=True, allow_nan=False)
-    value_currency = fields.String(allow_none=True, validate=validate.Regexp(r"^[A-Z]{3}$"))
+    value_currency = fields.String(allow_none=True, validate=validate.Regexp(r"^[A-Z]{3}\Z"))
     unique_id = fields.String(allow_none=True, validate=validate.Length(min=1, max=255))
     metric = fields.Method("_dump_metric", deserialize="_load_metric", required=True)
     profile = fields.Method("_dump_profile", deserialize="_load_profile", required=True)

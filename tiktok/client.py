@@ -37,6 +37,8 @@ from .exceptions import (
     TikTokSignatureError,
     TikTokTokenExpiredError,
 )
+from logs import register_secret
+
 from .models import InvalidOrder, Order, Shop
 from .schemas import SHOP_SCHEMA, parse_order
 from .signing import encode_body, sign
@@ -118,6 +120,8 @@ class TikTokShopClient:
         self.token_store = token_store or MemoryTokenStore()
         stored = self.token_store.load()
         self._tokens = stored if stored and stored.access_token else TokenPair(access_token, refresh_token)
+        for secret in (app_secret, self._tokens.access_token, self._tokens.refresh_token):
+            register_secret(secret)  # whoever logs a line, these never appear in it
         self.session = requests.Session()
         adapter = HTTPAdapter(pool_connections=4, pool_maxsize=4, max_retries=0)
         self.session.mount("http://", adapter)
@@ -213,6 +217,8 @@ class TikTokShopClient:
             stored = self.token_store.load()
             if stored and stored.access_token != (expired_token or self._tokens.access_token) and not stored.expired(self._clock()):
                 self._tokens = stored
+                register_secret(stored.access_token)
+                register_secret(stored.refresh_token)
                 return stored
             refresh_token = (stored or self._tokens).refresh_token or self._tokens.refresh_token
             if not refresh_token:
@@ -229,6 +235,8 @@ class TikTokShopClient:
                              refresh_expires_at=data.get("refresh_token_expire_in"))
             self.token_store.save(pair)
             self._tokens = pair
+            register_secret(pair.access_token)
+            register_secret(pair.refresh_token)
             log.info("tiktok access token refreshed", extra={"fields": {"expires_at": pair.access_expires_at}})
             return pair
 

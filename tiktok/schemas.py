@@ -9,6 +9,7 @@ names the order id and the first offending field; the caller turns it into an
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
@@ -39,7 +40,7 @@ class Money(fields.Field):
         if not amount.is_finite():
             raise ValidationError("Money must be finite.")
         if amount < 0 or amount > MAX_AMOUNT:
-            raise ValidationError(f"Amount {value[:40]} is out of range (0 to {MAX_AMOUNT}).")
+            raise ValidationError(f"Amount {value[:40]!r} is out of range (0 to {MAX_AMOUNT}).")
         return amount
 
 
@@ -54,8 +55,19 @@ class UnixTime(fields.Field):
         return datetime.fromtimestamp(value, tz=timezone.utc)
 
 
+#: Ids are printable text: no control characters (a NUL cannot even be stored in PostgreSQL).
+ID_PATTERN = r"^[^\x00-\x1f\x7f]{1,64}\Z"
+#: ``\Z``, not ``$``: in Python ``$`` also matches before a trailing newline ("USD\n").
+CURRENCY_PATTERN = r"^[A-Z]{3}\Z"
+
+
+def clean_id(value) -> str | None:
+    """``value`` if it is a usable id (printable, 1 to 64 characters), else None."""
+    return value if isinstance(value, str) and re.match(ID_PATTERN, value) else None
+
+
 def _id():
-    return fields.String(required=True, validate=validate.Length(min=1, max=64))
+    return fields.String(required=True, validate=validate.Regexp(ID_PATTERN, error="Not a valid id (1 to 64 printable characters)."))
 
 
 class _Schema(Schema):
@@ -64,7 +76,7 @@ class _Schema(Schema):
 
 
 class PaymentSchema(_Schema):
-    currency = fields.String(required=True, validate=validate.Regexp(r"^[A-Z]{3}$"))
+    currency = fields.String(required=True, validate=validate.Regexp(CURRENCY_PATTERN, error="Not an ISO 4217 code."))
     total_amount = Money(required=True)
     sub_total = Money(load_default=Decimal("0"))
     shipping_fee = Money(load_default=Decimal("0"))
@@ -184,7 +196,12 @@ SHOP_SCHEMA = ShopSchema()
 def _first_error(messages, prefix=""):
     if isinstance(messages, dict):
         for key, value in messages.items():
-            path = f"{prefix}[{key}]" if isinstance(key, int) else (f"{prefix}.{key}" if prefix else str(key))
+            if key == "_schema":  # a whole nested object was wrong: name the object itself
+                path = prefix or "<order>"
+            elif isinstance(key, int):
+                path = f"{prefix}[{key}]"
+            else:
+                path = f"{prefix}.{key}" if prefix else str(key)
             return _first_error(value, path)
     if isinstance(messages, list) and messages:
         if isinstance(messages[0], (dict, list)):
@@ -195,7 +212,7 @@ def _first_error(messages, prefix=""):
 
 def load_order(raw) -> Order:
     """Validate one order dict; raise ``OrderValidationError`` naming the order id and field."""
-    order_id = raw.get("id") if isinstance(raw, dict) and isinstance(raw.get("id"), str) else None
+    order_id = clean_id(raw.get("id")) if isinstance(raw, dict) else None
     if not isinstance(raw, dict):
         raise OrderValidationError(order_id, "<order>", f"expected an object, got {type(raw).__name__}")
     try:

@@ -35,7 +35,7 @@ from tiktok import InvalidOrder, Order, TikTokShopClient
 from .mapping import PLACED_ORDER
 from .payloads import load_event, load_profile, payload_hash
 from .planning import ORDER, PROFILE, plan_window
-from .sync import finish_if_done, known_state
+from .sync import finish_if_done, invalid_key, known_state
 
 log = logging.getLogger(__name__)
 
@@ -210,8 +210,7 @@ class KlaviyoSyncService:
     def _finish(self, run_id: str, outcomes, invalid, stats: dict) -> None:
         rows = [{"kind": item.kind, "key": item.key, "payload": item.payload,
                  "status": "failed" if error else "succeeded", "error": error} for item, error in outcomes]
-        rows += [{"kind": ORDER, "key": bad.order_id or f"unknown:{i}", "status": "failed", "error": bad.error}
-                 for i, bad in enumerate(invalid)]
+        rows += [{"kind": ORDER, "key": invalid_key(bad), "status": "failed", "error": bad.error} for bad in invalid]
         stats["errors"].extend(bad.error for bad in invalid)
         self._close(run_id, rows, stats)
 

@@ -7,6 +7,8 @@ the edge is read again, and deterministic ``unique_id``s make that harmless.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -99,15 +101,17 @@ def begin(run_id: str, task_id: str | None, settings: Settings) -> Window | None
 
 
 def read_window(client, run_id: str, window: Window, heartbeat=None) -> tuple[list[Order], list[InvalidOrder]]:
-    """Page through TikTok's orders updated in the window; invalid ones are kept apart."""
+    """Page through TikTok's orders updated in the window; invalid ones are kept apart.
+
+    ``heartbeat`` (the single-flight lock's extension) is called every page."""
     orders: list[Order] = []
     invalid: list[InvalidOrder] = []
     for count, order in enumerate(client.search_orders(window.start, window.end), start=1):
         (invalid if isinstance(order, InvalidOrder) else orders).append(order)
+        if count % 100 == 0 and heartbeat:
+            heartbeat()
         if count % PROGRESS_EVERY == 0:
             _progress(run_id, count, len(invalid))
-            if heartbeat:
-                heartbeat()
     _progress(run_id, len(orders) + len(invalid), len(invalid))
     return orders, invalid
 
@@ -147,8 +151,8 @@ def record_plan(run_id: str, orders: list[Order], invalid: list[InvalidOrder], e
         if not run.dry_run:
             ledger.upsert_orders(session, run.shop, plan.orders)
         history.insert_items(session, run_id, [
-            {"kind": ORDER, "key": bad.order_id or f"unknown:{i}", "status": "failed", "error": bad.error,
-             "payload": {"field": bad.field}} for i, bad in enumerate(invalid)])
+            {"kind": ORDER, "key": invalid_key(bad), "status": "failed", "error": bad.error,
+             "payload": {"field": bad.field}} for bad in invalid])
         status = "skipped" if run.dry_run else "pending"
         history.insert_items(session, run_id, [
             {"kind": item.kind, "key": item.key, "status": status, "payload": item.payload} for item in plan.items])
@@ -161,6 +165,14 @@ def record_plan(run_id: str, orders: list[Order], invalid: list[InvalidOrder], e
     log.info("planned %d profiles and %d events (%d invalid orders, %d events already delivered)",
              len(plan.profiles), len(plan.events), len(invalid), plan.already_delivered)
     return plan
+
+
+def invalid_key(bad: InvalidOrder) -> str:
+    """The item key of an order we could not read: its id, or a fingerprint of it when the id itself is bad."""
+    if bad.order_id:
+        return bad.order_id
+    digest = hashlib.sha256(json.dumps(bad.raw, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return f"unreadable:{digest}"
 
 
 def finish_if_done(run_id: str) -> SyncRun | None:

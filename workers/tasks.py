@@ -66,6 +66,7 @@ def sync_shop(self, shop: str | None = None, trigger: str = "api", sync_type: st
     settings = get_settings()
     shop = shop or default_shop()
     options = {k: v for k, v in (("days_back", days_back), ("since", since), ("until", until)) if v}
+    run = None
     try:
         run = sync.create_or_get_run(shop=shop, sync_type=sync_type, trigger=trigger, dry_run=dry_run,
                                      options=options, run_id=run_id, settings=settings)
@@ -78,8 +79,9 @@ def sync_shop(self, shop: str | None = None, trigger: str = "api", sync_type: st
         window = sync.begin(run.id, self.request.id, settings)
         if window is None:
             return run.id
-        with locks.single_flight(clients.redis_client(), shop) as heartbeat:
+        with locks.single_flight(clients.redis_client(), shop, ttl=settings.item_lease_seconds) as heartbeat:
             orders, invalid = sync.read_window(clients.tiktok(shop), run.id, window, heartbeat)
+            heartbeat()
             sync.record_plan(run.id, orders, invalid)
     except locks.Busy:
         raise self.retry(countdown=_countdown(10))
@@ -93,6 +95,12 @@ def sync_shop(self, shop: str | None = None, trigger: str = "api", sync_type: st
     except ConfigError as exc:
         sync.fail(run.id, str(exc))
         return run.id
+    except Exception as exc:  # a bug or data we cannot store: fail the run visibly, never leave it stuck
+        log.exception("sync of %s failed", shop)
+        if run is not None:
+            sync.fail(run.id, f"{type(exc).__name__}: {exc}")
+            return run.id
+        raise
     dispatch(run.id)
     sync.finish_if_done(run.id)
     return run.id

@@ -84,3 +84,16 @@ def test_ecomphp_webhook_vector_verifies():
 def test_tampered_or_unsigned_webhooks_are_rejected(header, body):
     with pytest.raises(WebhookSignatureError):
         verify_webhook("abcdef", "123", header, body)
+
+
+def test_a_notification_delivered_twice_is_processed_once(redis_client):
+    from tiktok.webhooks import NotificationDeduplicator, parse_order_status_notification
+
+    dedupe = NotificationDeduplicator(redis_client, namespace="test:webhooks:dedupe")
+    redis_client.delete("test:webhooks:dedupe:7380066284010030890")
+    note = parse_order_status_notification(OFFICIAL_WEBHOOK)
+    assert (note.notification_id, note.order_id, note.order_status) == ("7380066284010030890", "576653688135258178",
+                                                                        "UNPAID")
+    assert dedupe.first_time(note.notification_id) is True
+    assert dedupe.first_time(note.notification_id) is False
+    assert 0 < redis_client.ttl("test:webhooks:dedupe:7380066284010030890") <= 2 * 24 * 3600
