@@ -55,6 +55,13 @@ def full() -> bool:
     return os.environ.get("KSYNC_FAULT_FULL") == "1"
 
 
+def full_only(test):
+    """Run ``test`` only in ``make faults``: a slower variant of a fault ``make test`` already covers."""
+    import pytest
+
+    return pytest.mark.skipif(not full(), reason="slower variant: runs in `make faults` (KSYNC_FAULT_FULL=1)")(test)
+
+
 @dataclass
 class FaultResult:
     fault: str

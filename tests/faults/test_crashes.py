@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from tests.faults.harness import run_under_fault, seeds
+from tests.faults.harness import full_only, run_under_fault, seeds
 
 
 @pytest.mark.parametrize("seed", seeds())
@@ -54,6 +54,7 @@ def test_sigkill_on_the_per_record_path_loses_nothing(fault_stack, seed):
     assert result.clean, result
 
 
+@full_only
 def test_a_worker_frozen_past_the_visibility_timeout_does_not_double_its_effects(fault_stack):
     stack = fault_stack(orders=1500, workers=2)
     frozen = stack.workers[0]

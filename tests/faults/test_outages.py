@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from tests.faults.harness import full, run_under_fault
+from tests.faults.harness import full, full_only, run_under_fault
 from tests.faults.postgres import PrivatePostgres, binaries
 
 
@@ -19,7 +19,8 @@ def later(seconds: float, action) -> None:
     threading.Thread(target=run, daemon=True).start()
 
 
-@pytest.mark.parametrize("appendonly", [True, False], ids=["aof", "no-aof"])
+@pytest.mark.parametrize("appendonly", [pytest.param(True, marks=pytest.mark.skipif(
+    not full(), reason="slower variant: runs in `make faults`")), False], ids=["aof", "no-aof"])
 def test_redis_restarted_mid_run(fault_stack, appendonly):
     stack = fault_stack(orders=1500, workers=2, redis_url=None, redis_appendonly=appendonly)
 
@@ -33,6 +34,7 @@ def test_redis_restarted_mid_run(fault_stack, appendonly):
     assert all(w.alive for w in stack.workers)
 
 
+@full_only
 @pytest.mark.skipif(binaries() is None, reason="no PostgreSQL server binaries to run a private cluster")
 def test_postgresql_stopped_mid_run(fault_stack):
     outage = 30 if full() else 12
