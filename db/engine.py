@@ -17,6 +17,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 _engines: dict[tuple[int, str], Engine] = {}
+_sessionmakers: dict[Engine, sessionmaker] = {}
 
 
 def normalise_url(url: str) -> str:
@@ -45,32 +46,40 @@ def get_engine(url: str | None = None) -> Engine:
         from settings import get_settings
 
         url = get_settings().database_url
-    url = normalise_url(url)
     key = (os.getpid(), url)
     engine = _engines.get(key)
     if engine is None:
-        if make_url(url).get_backend_name() == "sqlite":
-            engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        normalised = normalise_url(url)
+        if make_url(normalised).get_backend_name() == "sqlite":
+            engine = create_engine(normalised, connect_args={"timeout": 30, "check_same_thread": False})
             event.listen(engine, "connect", _sqlite_pragmas)
         else:
-            engine = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5, pool_recycle=1800,
+            engine = create_engine(normalised, pool_pre_ping=True, pool_size=5, max_overflow=5, pool_recycle=1800,
                                    connect_args={"connect_timeout": 10})
         _engines[key] = engine
     return engine
+
+
+def _sessions(url: str | None) -> sessionmaker:
+    engine = get_engine(url)
+    maker = _sessionmakers.get(engine)
+    if maker is None:
+        maker = _sessionmakers[engine] = sessionmaker(bind=engine, expire_on_commit=False)
+    return maker
 
 
 def dispose_engines() -> None:
     """Drop this process's engines (after fork, or when a test switches databases)."""
     for key in [k for k in _engines if k[0] == os.getpid()]:
         _engines.pop(key).dispose()
-    for key in list(_engines):
-        _engines.pop(key)
+    _engines.clear()
+    _sessionmakers.clear()
 
 
 @contextlib.contextmanager
 def session_scope(url: str | None = None) -> Iterator[Session]:
     """A session committed on success and rolled back on error."""
-    session = sessionmaker(bind=get_engine(url), expire_on_commit=False)()
+    session = _sessions(url)()
     try:
         yield session
         session.commit()

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Iterable, Sequence
 
-from sqlalchemy import and_, select, tuple_
+from sqlalchemy import func, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -109,22 +109,26 @@ def profile_hashes(session: Session, external_ids: Iterable[str]) -> dict[str, s
 
 
 def mark_delivered(session: Session, shop: str, run_id: str, keys: Iterable[str]) -> None:
-    rows = [{"event_key": k, "shop": shop, "run_id": run_id, "delivered_at": utcnow()} for k in set(keys)]
-    for chunk in _chunks(rows):
-        session.execute(_insert(session)(DeliveredEvent).values(chunk).on_conflict_do_nothing(index_elements=["event_key"]))
+    now = utcnow()
+    rows = [{"event_key": k, "shop": shop, "run_id": run_id, "delivered_at": now} for k in set(keys)]
+    if rows:
+        session.execute(_insert(session)(DeliveredEvent).on_conflict_do_nothing(index_elements=["event_key"]), rows)
 
 
-def record_profile(session: Session, shop: str, run_id: str, external_id: str, klaviyo_profile_id: str | None,
-                   fingerprint: str) -> None:
-    row = session.get(BuyerProfile, external_id)
-    if row is None:
-        session.add(BuyerProfile(external_id=external_id, shop=shop, klaviyo_profile_id=klaviyo_profile_id,
-                                 payload_hash=fingerprint, run_id=run_id, synced_at=utcnow()))
-    else:
-        row.klaviyo_profile_id = klaviyo_profile_id or row.klaviyo_profile_id
-        row.payload_hash = fingerprint
-        row.run_id = run_id
-        row.synced_at = utcnow()
+def record_profiles(session: Session, shop: str, run_id: str, profiles: Iterable[tuple[str, str | None, str]]) -> None:
+    """Remember what each buyer's profile looked like when Klaviyo took it:
+    ``(external_id, klaviyo profile id or None, fingerprint)``, upserted in one statement."""
+    now = utcnow()
+    rows = [{"external_id": e, "shop": shop, "klaviyo_profile_id": pid, "payload_hash": h, "run_id": run_id,
+             "synced_at": now} for e, pid, h in profiles]
+    if not rows:
+        return
+    stmt = _insert(session)(BuyerProfile)
+    stmt = stmt.on_conflict_do_update(index_elements=["external_id"], set_={
+        "payload_hash": stmt.excluded.payload_hash, "run_id": stmt.excluded.run_id, "synced_at": stmt.excluded.synced_at,
+        "klaviyo_profile_id": func.coalesce(stmt.excluded.klaviyo_profile_id, BuyerProfile.klaviyo_profile_id)})
+    session.execute(stmt, rows)
+
 
 
 def get_watermark(session: Session, shop: str, stream: str = ORDERS_STREAM) -> datetime | None:

@@ -53,6 +53,11 @@ def _drop_none(data: dict) -> dict:
 
 
 class LocationSchema(Schema):
+    """A profile's location, both ways: dumped without empty fields, loaded into ``ProfileLocation``."""
+
+    class Meta:
+        unknown = EXCLUDE
+
     address1 = fields.String(allow_none=True)
     address2 = fields.String(allow_none=True)
     city = fields.String(allow_none=True)
@@ -67,6 +72,10 @@ class LocationSchema(Schema):
     @post_dump
     def _compact(self, data, **kwargs):
         return _drop_none(data)
+
+    @post_load
+    def _make(self, data, **kwargs):
+        return ProfileLocation(**data)
 
 
 class ProfileAttributesSchema(Schema):
@@ -151,23 +160,6 @@ class _Lenient(Schema):
         unknown = EXCLUDE
 
 
-class LocationOutSchema(_Lenient):
-    address1 = fields.String(allow_none=True)
-    address2 = fields.String(allow_none=True)
-    city = fields.String(allow_none=True)
-    country = fields.String(allow_none=True)
-    region = fields.String(allow_none=True)
-    zip = fields.String(allow_none=True)
-    timezone = fields.String(allow_none=True)
-    latitude = fields.Raw(allow_none=True)
-    longitude = fields.Raw(allow_none=True)
-    ip = fields.String(allow_none=True)
-
-    @post_load
-    def _make(self, data, **kwargs):
-        return ProfileLocation(**data)
-
-
 class ProfileOutAttributesSchema(_Lenient):
     email = fields.String(allow_none=True)
     phone_number = fields.String(allow_none=True)
@@ -178,7 +170,7 @@ class ProfileOutAttributesSchema(_Lenient):
     title = fields.String(allow_none=True)
     image = fields.String(allow_none=True)
     locale = fields.String(allow_none=True)
-    location = fields.Nested(LocationOutSchema, allow_none=True)
+    location = fields.Nested(LocationSchema, allow_none=True)
     properties = fields.Dict(allow_none=True)
     created = fields.DateTime(allow_none=True)
     updated = fields.DateTime(allow_none=True)
@@ -192,9 +184,16 @@ class ProfileResourceSchema(_Lenient):
 
     @post_load
     def _make(self, data, **kwargs) -> KlaviyoProfile:
-        attributes = dict(data["attributes"])
-        attributes["properties"] = attributes.get("properties") or {}
-        return KlaviyoProfile(profile_id=data["id"], **attributes)
+        return _profile(data["attributes"], profile_id=data["id"])
+
+
+def _profile(attributes: dict, profile_id: str | None = None) -> KlaviyoProfile:
+    return KlaviyoProfile(profile_id=profile_id, **(dict(attributes) | {"properties": attributes.get("properties") or {}}))
+
+
+def profile_from_attributes(attributes: dict) -> KlaviyoProfile:
+    """A profile from JSON:API attributes (Klaviyo's answer, or attributes we stored to send later)."""
+    return _profile(PROFILE_OUT_ATTRIBUTES.load(attributes))
 
 
 class ListResourceSchema(_Lenient):
@@ -276,6 +275,7 @@ class ImportErrorSchema(_Lenient):
 PROFILE_ATTRIBUTES = ProfileAttributesSchema()
 EVENT_ATTRIBUTES = EventAttributesSchema()
 PROFILE_RESOURCE = ProfileResourceSchema()
+PROFILE_OUT_ATTRIBUTES = ProfileOutAttributesSchema()
 LIST_RESOURCE = ListResourceSchema()
 SEGMENT_RESOURCE = SegmentResourceSchema()
 EVENT_RESOURCE = EventResourceSchema()

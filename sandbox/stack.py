@@ -207,7 +207,10 @@ class LocalStack:
         clients.reset()
         from workers.app import app
 
-        app.close()  # drop pooled broker connections to a previous stack
+        # Drop pooled broker connections to a previous stack: close() resets the connection pool,
+        # but the producer pool on app.amqp outlives it and would keep publishing to the old Redis.
+        app.close()
+        app.amqp._producer_pool = None
         app.conf.broker_url = self.redis_url
 
     def stop(self) -> None:

@@ -14,7 +14,6 @@ from datetime import datetime
 
 from db import history
 from db.engine import session_scope
-from settings import get_settings
 
 from .sync import parse_time
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import redis
+from sqlalchemy import select
 
 from db import history, ledger
 from db.engine import session_scope
@@ -145,11 +146,21 @@ def _settle(run_id: str, ids: Sequence[int], owner: str, exc: Exception, attempt
     return Outcome(retry_in=verdict.retry_in, reason=type(exc).__name__)
 
 
+_shops: dict[str, str] = {}
+
+
+def _shop_of(session, run_id: str) -> str:
+    """A run's shop never changes: look it up once per process."""
+    if run_id not in _shops:
+        _shops[run_id] = session.get(SyncRun, run_id).shop
+    return _shops[run_id]
+
+
 def _claim(run_id: str, ids: Sequence[int], owner: str, settings: Settings) -> tuple[list[SyncItem], str, Outcome]:
     """Claim what is free; the Outcome says when to come back for items another task holds."""
     with session_scope() as session:
         claimed, lease_ends = history.claim_items(session, ids, owner, settings.item_lease_seconds)
-        shop = session.get(SyncRun, run_id).shop if claimed else ""
+        shop = _shop_of(session, run_id) if claimed else ""
     if lease_ends is None:
         return claimed, shop, DONE
     return claimed, shop, Outcome(retry_in=_jitter((lease_ends - utcnow()).total_seconds() + 1), reason="held")
@@ -172,7 +183,7 @@ def send_event(run_id: str, item_id: int, owner: str, settings: Settings) -> Out
     with session_scope() as session:
         history.succeed_items(session, [item.id], owner)
         ledger.mark_delivered(session, shop, run_id, [item.key])
-    finish_if_done(run_id)
+        finish_if_done(run_id, session)
     return DONE
 
 
@@ -194,8 +205,8 @@ def send_profile(run_id: str, item_id: int, owner: str, settings: Settings) -> O
         _set_markers(run_id, [item.id])
     with session_scope() as session:
         history.succeed_items(session, [item.id], owner)
-        ledger.record_profile(session, shop, run_id, item.key, profile_id, payload_hash(item.payload))
-    finish_if_done(run_id)
+        ledger.record_profiles(session, shop, run_id, [(item.key, profile_id, payload_hash(item.payload))])
+        finish_if_done(run_id, session)
     return DONE
 
 
@@ -248,7 +259,7 @@ def send_event_batch(run_id: str, item_ids: Sequence[int], owner: str, settings:
     with session_scope() as session:
         history.succeed_items(session, [i.id for i in sent], owner)
         ledger.mark_delivered(session, shop, run_id, [i.key for i in sent])
-    finish_if_done(run_id)
+        finish_if_done(run_id, session)
     return outcome if outcome.retry_in else DONE
 
 
@@ -286,8 +297,6 @@ def send_profile_batch(run_id: str, item_ids: Sequence[int], owner: str, setting
 
 
 def _job_of(item_ids: Sequence[int]) -> str | None:
-    from sqlalchemy import select
-
     with session_scope() as session:
         refs = set(session.scalars(select(SyncItem.external_ref).where(
             SyncItem.id.in_(item_ids), SyncItem.status == "sending", SyncItem.external_ref.is_not(None))))
@@ -313,24 +322,15 @@ def _finish_import_job(run_id: str, job_id: str, settings: Settings) -> Outcome:
     except Exception as exc:
         return Outcome(retry_in=judge(exc, 0, settings).retry_in or _jitter(5), reason=type(exc).__name__)
     with session_scope() as session:
-        from sqlalchemy import select
-
         items = list(session.scalars(select(SyncItem).where(SyncItem.external_ref == job_id,
                                                             SyncItem.status == "sending").order_by(SyncItem.id)))
-        shop = session.get(SyncRun, run_id).shop
-        failed = _rows_with_errors(items, errors)
-        conflicts = []
-        for item in items:
-            owner = item.claimed_by
-            if item.id in failed and CONFLICT_CODE in failed[item.id]:
-                history.release_items(session, [item.id], owner, error=failed[item.id], sent=True)
-                conflicts.append(item.id)
-            elif item.id in failed:
-                history.fail_items(session, [item.id], owner, failed[item.id])
-            else:
-                history.succeed_items(session, [item.id], owner)
-                ledger.record_profile(session, shop, run_id, item.key, None, payload_hash(item.payload))
-    finish_if_done(run_id)
+        errors_by_item = _rows_with_errors(items, errors)
+        conflicts = [i for i, error in errors_by_item.items() if CONFLICT_CODE in error]
+        failed = {i: error for i, error in errors_by_item.items() if i not in conflicts}
+        succeeded = history.settle_import_job(session, job_id, failed, conflicts)
+        ledger.record_profiles(session, _shop_of(session, run_id), run_id,
+                               [(i.key, None, payload_hash(i.payload)) for i in succeeded])
+        finish_if_done(run_id, session)
     return Outcome(resend_single=tuple(conflicts)) if conflicts else DONE
 
 

@@ -12,7 +12,8 @@ import json
 
 from marshmallow import EXCLUDE, Schema, fields, post_load
 
-from klaviyo.models import KlaviyoEvent, KlaviyoProfile, ProfileLocation
+from klaviyo.models import KlaviyoEvent, KlaviyoProfile
+from klaviyo.schemas import PROFILE_ATTRIBUTES, profile_from_attributes
 
 
 class _Schema(Schema):
@@ -20,36 +21,18 @@ class _Schema(Schema):
         unknown = EXCLUDE
 
 
-class LocationPayload(_Schema):
-    address1 = fields.String(allow_none=True)
-    address2 = fields.String(allow_none=True)
-    city = fields.String(allow_none=True)
-    country = fields.String(allow_none=True)
-    region = fields.String(allow_none=True)
-    zip = fields.String(allow_none=True)
-
-    @post_load
-    def _make(self, data, **kwargs):
-        return ProfileLocation(**data)
+def profile_payload(profile: KlaviyoProfile) -> dict:
+    """Exactly the profile attributes Klaviyo is sent (the client's own request schema)."""
+    return PROFILE_ATTRIBUTES.dump(profile)
 
 
-class ProfilePayload(_Schema):
-    email = fields.String(allow_none=True)
-    phone_number = fields.String(allow_none=True)
-    external_id = fields.String(allow_none=True)
-    first_name = fields.String(allow_none=True)
-    last_name = fields.String(allow_none=True)
-    location = fields.Nested(LocationPayload, allow_none=True)
-    properties = fields.Dict(load_default=dict)
-
-    @post_load
-    def _make(self, data, **kwargs):
-        return KlaviyoProfile(**data)
+def load_profile(payload: dict) -> KlaviyoProfile:
+    return profile_from_attributes(payload)
 
 
 class EventPayload(_Schema):
     metric_name = fields.String(required=True)
-    profile = fields.Nested(ProfilePayload, required=True)
+    profile = fields.Function(lambda event: profile_payload(event.profile), deserialize=load_profile, required=True)
     properties = fields.Dict(load_default=dict)
     time = fields.AwareDateTime(allow_none=True)
     value = fields.Decimal(allow_none=True, as_string=True)
@@ -61,16 +44,7 @@ class EventPayload(_Schema):
         return KlaviyoEvent(**data)
 
 
-_PROFILE = ProfilePayload()
 _EVENT = EventPayload()
-
-
-def profile_payload(profile: KlaviyoProfile) -> dict:
-    return _PROFILE.dump(profile)
-
-
-def load_profile(payload: dict) -> KlaviyoProfile:
-    return _PROFILE.load(payload)
 
 
 def event_payload(event: KlaviyoEvent) -> dict:

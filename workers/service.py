@@ -119,7 +119,8 @@ class KlaviyoSyncService:
             stats["customers_created" if result.created else "customers_updated"] += 1
             outcomes.append((item, None))
             with session_scope() as session:
-                ledger.record_profile(session, self.shop, run_id, item.key, result.profile_id, payload_hash(item.payload))
+                ledger.record_profiles(session, self.shop, run_id,
+                                       [(item.key, result.profile_id, payload_hash(item.payload))])
         self._finish(run_id, outcomes, invalid, stats)
         return profiles, stats
 
