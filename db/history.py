@@ -83,14 +83,20 @@ def claim_items(session: Session, ids: Sequence[int], owner: str, lease_seconds:
     now = utcnow()
     stale = now - timedelta(seconds=lease_seconds)
     claimable = or_(SyncItem.status == "pending", and_(SyncItem.status == "sending", SyncItem.claimed_at < stale))
-    session.execute(update(SyncItem).where(SyncItem.id.in_(ids), claimable)
-                    .values(status="sending", claimed_by=owner, claimed_at=now, attempts=SyncItem.attempts + 1,
-                            updated_at=now)
-                    .execution_options(synchronize_session=False))
-    items = list(session.scalars(select(SyncItem).where(SyncItem.id.in_(ids)).order_by(SyncItem.id)
-                                 .execution_options(populate_existing=True)))
-    claimed = [i for i in items if i.status == "sending" and i.claimed_by == owner]
-    held = [i.claimed_at for i in items if i.status == "sending" and i not in claimed and i.claimed_at is not None]
+    claim = (update(SyncItem).where(SyncItem.id.in_(ids), claimable)
+             .values(status="sending", claimed_by=owner, claimed_at=now, attempts=SyncItem.attempts + 1, updated_at=now))
+    if session.get_bind().dialect.update_returning:  # PostgreSQL, SQLite >= 3.35: one statement
+        claimed = sorted(session.scalars(claim.returning(SyncItem).execution_options(populate_existing=True)),
+                         key=lambda item: item.id)
+    else:
+        session.execute(claim.execution_options(synchronize_session=False))
+        claimed = list(session.scalars(select(SyncItem).where(SyncItem.id.in_(ids), SyncItem.claimed_by == owner,
+                                                              SyncItem.status == "sending").order_by(SyncItem.id)
+                                       .execution_options(populate_existing=True)))
+    if len(claimed) == len(set(ids)):
+        return claimed, None
+    held = list(session.scalars(select(SyncItem.claimed_at).where(
+        SyncItem.id.in_(ids), SyncItem.status == "sending", SyncItem.claimed_by != owner)))
     lease_ends = min(held) + timedelta(seconds=lease_seconds) if held else None
     return claimed, lease_ends
 
@@ -166,10 +172,10 @@ def item_counts(session: Session, run_id: str) -> dict[tuple[str, str], int]:
 def finalize_if_done(session: Session, run_id: str) -> SyncRun | None:
     """Finish the run if it is dispatched and none of its items is open. Idempotent: only the
     caller whose UPDATE flips the status gets the run back (to advance the watermark)."""
+    if has_open_items(session, run_id):  # the common case, and a cheap index probe: check it first
+        return None
     run = session.get(SyncRun, run_id)
     if run is None or run.status != "running" or run.phase != "dispatched":
-        return None
-    if has_open_items(session, run_id):
         return None
     counts = item_counts(session, run_id)
     succeeded = sum(n for (_, status), n in counts.items() if status == "succeeded")

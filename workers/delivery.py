@@ -98,7 +98,12 @@ def _set_markers(run_id: str, ids: Sequence[int]) -> None:
                     "(Klaviyo drops it by unique_id)")
 
 
-def _already_sent(run_id: str, ids: Sequence[int]) -> set[int]:
+def _already_sent(run_id: str, items: Sequence[SyncItem]) -> set[int]:
+    """Items whose send already happened (an earlier attempt died before recording it).
+    A first attempt cannot have been sent before, so it costs no Redis call."""
+    ids = [i.id for i in items if i.attempts > 1]
+    if not ids:
+        return set()
     try:
         values = clients.redis_client().mget([_marker(run_id, i) for i in ids])
     except redis.RedisError:
@@ -174,7 +179,7 @@ def send_event(run_id: str, item_id: int, owner: str, settings: Settings) -> Out
     if not claimed:
         return outcome
     item = claimed[0]
-    if not _already_sent(run_id, [item.id]):
+    if not _already_sent(run_id, [item]):
         try:
             clients.klaviyo().track_event(load_event(item.payload))
         except Exception as exc:  # judged: retry later or fail with a readable error
@@ -193,7 +198,7 @@ def send_profile(run_id: str, item_id: int, owner: str, settings: Settings) -> O
         return outcome
     item = claimed[0]
     profile_id = None
-    if not _already_sent(run_id, [item.id]):
+    if not _already_sent(run_id, [item]):
         try:
             result = clients.klaviyo().create_or_update_profile(load_profile(item.payload))
             profile_id = result.profile_id
@@ -237,7 +242,7 @@ def send_event_batch(run_id: str, item_ids: Sequence[int], owner: str, settings:
     claimed, shop, outcome = _claim(run_id, item_ids, owner, settings)
     if not claimed:
         return outcome
-    done = _already_sent(run_id, [i.id for i in claimed])
+    done = _already_sent(run_id, claimed)
     pending = [i for i in claimed if i.id not in done]
     while pending:
         try:
