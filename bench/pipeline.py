@@ -134,7 +134,7 @@ IMPORT_STEPS = (
     ("wait_import_job", "sleep", "KlaviyoClient.wait_for_bulk_import: polling the job (0.5 s sleeps)"),
     ("finish_import_job", "DB", "delivery._finish_import_job: the job's outcome into the database, of which"),
     ("succeed_items", "DB", "  history.succeed_items, one UPDATE per call"),
-    ("record_profile", "DB", "  ledger.record_profile, one session.get + write per call"),
+    ("record_profiles", "DB", "  ledger.record_profiles, one upsert per batch"),
     ("http", "HTTP", "requests to the stand-in (create job, poll, errors)"),
 )
 
@@ -300,7 +300,7 @@ SEND_STEPS = (
     ("client.other", "Python", "Klaviyo client minus limiter and HTTP: validation, JSON, tenacity"),
     ("set_markers", "Redis", "delivery._set_markers: SET sent markers"),
     ("complete", "DB", "rest of the body: succeed_items + ledger.mark_delivered + commit"),
-    ("finish_if_done", "DB", "sync.finish_if_done: roll-up check (COUNT open items)"),
+    ("finish_if_done", "DB", "sync.finish_if_done: roll-up check (an exists probe on open items)"),
     ("celery", "Celery", "prerun -> postrun minus the body (owner token, settings, trace)"),
 )
 SYNC_STEPS = (

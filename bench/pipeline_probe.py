@@ -16,11 +16,11 @@ both wall time (``perf_counter``) and the child's CPU time (``thread_time``):
           RedisRateLimiter.acquire          the shared limiter (one Lua call)
           requests.Session.request          the HTTP round trip (the stand-in's time included)
         delivery._set_markers             Redis SET of the "sent" markers
-        delivery.finish_if_done           DB: the roll-up check (COUNT of open items)
+        delivery.finish_if_done           DB: the roll-up check (an exists probe on open items)
         (rest of the body)                DB: succeed_items + ledger.mark_delivered + commit
       KlaviyoClient.wait_for_bulk_import  polling a profile import job (sleeps)
       delivery._finish_import_job         the job's outcome into the database, of which
-                                          history.succeed_items and ledger.record_profile
+                                          history.succeed_items and ledger.record_profiles
                                           (also counted inside the send tasks, with
                                           ledger.mark_delivered)
       sync.read_window                    paging TikTok's orders
@@ -83,7 +83,7 @@ STEPS = (
     ("finish_import_job", delivery, "_finish_import_job"),
     ("succeed_items", history, "succeed_items"),
     ("mark_delivered", ledger, "mark_delivered"),
-    ("record_profile", ledger, "record_profile"),
+    ("record_profiles", ledger, "record_profiles"),
 )
 
 _wall: dict = defaultdict(float)
