@@ -19,7 +19,7 @@ import logging
 import random
 import re
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Sequence
 
 import redis
 from sqlalchemy import select
@@ -248,7 +248,7 @@ def send_event_batch(run_id: str, item_ids: Sequence[int], owner: str, settings:
         try:
             clients.klaviyo().bulk_create_events([load_event(i.payload) for i in pending])
         except KlaviyoValidationError as exc:
-            index = _event_index(exc)
+            index = exc.index  # the refused event's position in the request
             if index is None:
                 return _settle(run_id, [i.id for i in pending], owner, exc, max(i.attempts for i in pending), settings)
             bad = pending.pop(index)
@@ -268,10 +268,6 @@ def send_event_batch(run_id: str, item_ids: Sequence[int], owner: str, settings:
     return outcome if outcome.retry_in else DONE
 
 
-def _event_index(exc: KlaviyoValidationError) -> int | None:
-    return exc.index
-
-
 def send_profile_batch(run_id: str, item_ids: Sequence[int], owner: str, settings: Settings) -> Outcome:
     """Up to 10,000 profiles as one Klaviyo bulk import job, polled to the end; rows the job
     reports as import errors are failed with Klaviyo's detail, the others succeed."""
@@ -286,7 +282,7 @@ def send_profile_batch(run_id: str, item_ids: Sequence[int], owner: str, setting
         try:
             job = clients.klaviyo().bulk_import_profiles(profiles, list_ids=[list_id] if list_id else ())
         except KlaviyoValidationError as exc:
-            index = _profile_index(exc)
+            index = exc.index  # the refused row's position in the job
             if index is None:
                 return _settle(run_id, [i.id for i in claimed], owner, exc, claimed[0].attempts, settings)
             with session_scope() as session:
@@ -306,10 +302,6 @@ def _job_of(item_ids: Sequence[int]) -> str | None:
         refs = set(session.scalars(select(SyncItem.external_ref).where(
             SyncItem.id.in_(item_ids), SyncItem.status == "sending", SyncItem.external_ref.is_not(None))))
     return next(iter(refs), None)
-
-
-def _profile_index(exc: KlaviyoValidationError) -> int | None:
-    return exc.index
 
 
 def _finish_import_job(run_id: str, job_id: str, settings: Settings) -> Outcome:
@@ -361,5 +353,3 @@ def _rows_with_errors(items: list[SyncItem], errors) -> dict[int, str]:
             failed[target.id] = message
     return failed
 
-
-Sender = Callable[[str, int, str, Settings], Outcome]
