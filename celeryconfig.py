@@ -17,6 +17,10 @@ _s = get_settings()
 TASK_TIME_LIMIT_SECONDS = max(10, min(110, _s.item_lease_seconds - 5))
 TASK_SOFT_TIME_LIMIT_SECONDS = TASK_TIME_LIMIT_SECONDS - 5
 
+#: Reading and planning a large window takes longer than sending one record; it claims no
+#: records (only the shop's lock, extended every page), so it may use half the visibility timeout.
+SYNC_TIME_LIMIT_SECONDS = max(TASK_TIME_LIMIT_SECONDS, _s.visibility_timeout_seconds // 2)
+
 if _s.visibility_timeout_seconds < TASK_TIME_LIMIT_SECONDS + 3 * 5:
     raise ValueError(f"KSYNC_VISIBILITY_TIMEOUT ({_s.visibility_timeout_seconds}s) must exceed the task time limit "
                      f"({TASK_TIME_LIMIT_SECONDS}s) with room for retry countdowns")
@@ -48,6 +52,11 @@ worker_send_task_events = True
 task_send_sent_event = True
 worker_hijack_root_logger = False
 worker_redirect_stdouts = False
+
+task_annotations = {
+    "ksync.sync_shop": {"time_limit": SYNC_TIME_LIMIT_SECONDS, "soft_time_limit": SYNC_TIME_LIMIT_SECONDS - 10},
+    "ksync.retry_failed": {"time_limit": SYNC_TIME_LIMIT_SECONDS, "soft_time_limit": SYNC_TIME_LIMIT_SECONDS - 10},
+}
 
 task_default_queue = "sync"
 task_routes = {

@@ -54,17 +54,27 @@ def redis_client(redis_url):
 
 
 def _postgres_admin_url(url: str) -> str | None:
-    if not url.startswith("postgresql"):
-        return None
-    try:
-        from sqlalchemy import create_engine, text
+    """DATABASE_URL (with ksync's driver) when it is a PostgreSQL that answers, else None.
 
+    Under CI a DATABASE_URL that does not answer fails the session: CI must exercise
+    PostgreSQL, never fall back to SQLite without saying so.
+    """
+    if not url.startswith("postgres"):
+        return None
+    from sqlalchemy import create_engine, text
+
+    from db.engine import normalise_url
+
+    url = normalise_url(url)
+    try:
         engine = create_engine(url, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
         with engine.connect() as conn:
             conn.execute(text("select 1"))
         engine.dispose()
         return url
-    except Exception:
+    except Exception as exc:
+        if os.environ.get("CI") == "true":
+            raise RuntimeError(f"CI: DATABASE_URL does not answer ({type(exc).__name__}: {exc})") from exc
         return None
 
 

@@ -14,11 +14,15 @@ import redis
 from klaviyo import KlaviyoClient, RetryPolicy
 from settings import get_settings
 from tiktok import RedisTokenStore, TikTokShopClient
+from tiktok import RetryPolicy as TikTokRetryPolicy
 
 #: Inside tasks: no in-client 429 retries (the task retries), one quick retry for 5xx and network.
 TASK_RETRY_POLICY = RetryPolicy(max_429=0, max_5xx=1, max_network=1, backoff_base=0.5, backoff_max=5)
 #: Seconds per HTTP request from a task; well inside the task time limit.
 TASK_HTTP_TIMEOUT = 20
+#: TikTok waits inside a task stay short (about 7 s at most); a longer throttle becomes a task retry.
+TASK_TIKTOK_RETRY = TikTokRetryPolicy(max_rate_limited=3, max_server=2, max_network=2, backoff_base=0.5,
+                                      backoff_max=4, jitter=0.3)
 
 _cache: dict = {}
 
@@ -66,5 +70,6 @@ def tiktok(shop: str) -> TikTokShopClient:
     if key not in _cache:
         settings = get_settings()
         store = RedisTokenStore(redis_client(), settings.tiktok_app_key or "unset")
-        _cache[key] = TikTokShopClient.from_settings(settings, token_store=store, shop_cipher=shop)
+        _cache[key] = TikTokShopClient.from_settings(settings, token_store=store, shop_cipher=shop,
+                                                     retry=TASK_TIKTOK_RETRY, timeout=TASK_HTTP_TIMEOUT)
     return _cache[key]

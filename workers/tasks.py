@@ -24,10 +24,11 @@ import secrets
 from datetime import timedelta
 
 import redis
+from billiard.exceptions import SoftTimeLimitExceeded
 from sqlalchemy import update
 from sqlalchemy.exc import InterfaceError, OperationalError
 
-from db import history
+from db import history, ledger
 from db.engine import session_scope
 from db.models import SyncItem, SyncRun, utcnow
 from settings import ConfigError, get_settings
@@ -35,6 +36,7 @@ from tiktok import InvalidOrder, TikTokAPIError
 
 from . import clients, delivery, locks, sync
 from .app import app
+from .payloads import payload_hash
 from .planning import EVENT, ORDER, PROFILE
 
 log = logging.getLogger(__name__)
@@ -94,6 +96,12 @@ def sync_shop(self, shop: str | None = None, trigger: str = "api", sync_type: st
         return run.id
     except ConfigError as exc:
         sync.fail(run.id, str(exc))
+        return run.id
+    except SoftTimeLimitExceeded:
+        if self.request.retries < SYNC_READ_RETRIES:  # a throttled or slow TikTok may do better next time
+            raise self.retry(countdown=_countdown(10))
+        sync.fail(run.id, f"reading and planning the window took longer than the task time limit "
+                          f"({self.soft_time_limit or app.conf.task_soft_time_limit}s), {SYNC_READ_RETRIES + 1} times")
         return run.id
     except Exception as exc:  # a bug or data we cannot store: fail the run visibly, never leave it stuck
         log.exception("sync of %s failed", shop)
@@ -227,7 +235,13 @@ def retry_failed(self, parent_run_id: str, run_id: str) -> str:
             history.start_run(session, run, self.request.id)
             failed = history.failed_items(session, parent_run_id)
             shop = run.shop
-            replay = [{"kind": i.kind, "key": i.key, "payload": i.payload} for i in failed if i.kind != ORDER]
+            # what a later run delivered meanwhile is not sent again: events Klaviyo confirmed,
+            # profiles whose latest sent payload is this one
+            delivered = ledger.delivered_keys(session, [i.key for i in failed if i.kind == EVENT])
+            current = ledger.profile_hashes(session, [i.key for i in failed if i.kind == PROFILE])
+            replay = [{"kind": i.kind, "key": i.key, "payload": i.payload} for i in failed
+                      if (i.kind == EVENT and i.key not in delivered)
+                      or (i.kind == PROFILE and current.get(i.key) != payload_hash(i.payload))]
             order_ids = [i.key for i in failed if i.kind == ORDER]
         orders, invalid = [], []
         for order in clients.tiktok(shop).get_orders(order_ids) if order_ids else []:

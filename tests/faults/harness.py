@@ -102,44 +102,82 @@ def sweep_once() -> None:
         print(f"sweep skipped: {type(exc).__name__}: {exc}")
 
 
-def run_under_fault(stack, fault_name: str, inject, seed: int, *, at: tuple[float, float] = (0.5, 8.0),
+@dataclass
+class ProgressTrigger:
+    """Inject at a seeded point of the run's own progress, so the fault always lands mid-run:
+    while TikTok is being read, or once a seeded fraction of the records is final."""
+
+    stage: str
+    fraction: float
+
+    @classmethod
+    def seeded(cls, rng: random.Random) -> "ProgressTrigger":
+        return cls(stage=rng.choice(["reading", "sending"]), fraction=round(rng.uniform(0.05, 0.85), 2))
+
+    def due(self, run, counts) -> bool:
+        if run is None or run.phase == "queued":
+            return False
+        if self.stage == "reading":
+            return True  # the first time we see the run past queued: reading (or just dispatched)
+        if run.phase != "dispatched" or not run.items_total:
+            return False
+        final = sum(n for (_, status), n in counts.items() if status in ("succeeded", "failed", "skipped"))
+        return final >= self.fraction * run.items_total
+
+
+def run_under_fault(stack, fault_name: str, inject, seed: int, *, at: tuple[float, float] | str | None = (0.5, 8.0),
                     timeout: float = 300, after_inject=None, enqueue=None) -> FaultResult:
-    """Enqueue a full sync, call ``inject()`` at a seeded moment in ``at`` seconds, wait, verify."""
+    """Enqueue a full sync, call ``inject()`` at a seeded moment, wait for the run, verify.
+
+    ``at=(lo, hi)`` injects at a seeded time after enqueueing (for outages that span the run);
+    ``at=None`` injects at a seeded point of the run's progress (for crashes, which must
+    land while there is work in flight); ``at="reading"`` while TikTok is being read.
+    A fault that never landed fails the test.
+    """
     from workers.api import enqueue_sync
 
     rng = random.Random(f"{fault_name}:{seed}")
-    inject_at = rng.uniform(*at)
+    trigger = ProgressTrigger.seeded(rng) if at is None else ProgressTrigger("reading", 0) if at == "reading" else None
+    inject_at = rng.uniform(*at) if trigger is None else None
     run_id = (enqueue or (lambda: enqueue_sync(days_back=31)))()
     started = time.monotonic()
     injected_at = None
     watermark_ok = True
     last_sweep = 0.0
-    notes: dict = {"inject_at_s": round(inject_at, 2)}
+    notes: dict = {"inject_at_s": round(inject_at, 2)} if trigger is None else \
+        {"inject_when": f"{trigger.stage}" + (f" {trigger.fraction:.0%} done" if trigger.stage == "sending" else "")}
     while True:
         now = time.monotonic()
-        if injected_at is None and now - started >= inject_at:
-            notes["inject"] = inject() or ""
-            injected_at = time.monotonic()
-            if after_inject:
-                after_inject()
-        if now - last_sweep >= 1.0:
-            sweep_once()
-            last_sweep = now
+        run = counts = None
         try:
             with session_scope() as session:
                 run = history.get_run(session, run_id)
+                counts = history.item_counts(session, run_id) if trigger and run is not None else {}
                 if run is not None and run.status in ("running", "queued") and \
                         get_watermark(session, stack.tiktok.shop_cipher) is not None:
                     watermark_ok = False  # moved while this run's records were unfinished
-                if run is not None and run.status in ("succeeded", "partial", "failed"):
-                    break
         except Exception:  # database deliberately unavailable
             pass
+        finished = run is not None and run.status in ("succeeded", "partial", "failed")
+        if injected_at is None and not finished and \
+                ((trigger is None and now - started >= inject_at) or (trigger is not None and trigger.due(run, counts))):
+            notes["inject"] = inject() or ""
+            injected_at = time.monotonic()
+            notes["inject_after_s"] = round(injected_at - started, 2)
+            if after_inject:
+                after_inject()
+            continue
+        if finished:
+            break
+        if now - last_sweep >= 1.0:
+            sweep_once()
+            last_sweep = now
         if now - started > timeout:
             raise AssertionError(f"{fault_name} seed {seed}: run {run_id} not finished after {timeout}s")
-        time.sleep(0.25)
-    finished = time.monotonic()
-    return verify(stack, run_id, fault_name, seed, recovered_in=(finished - injected_at) if injected_at else None,
+        time.sleep(0.2)
+    if injected_at is None:
+        raise AssertionError(f"{fault_name} seed {seed}: the run finished before the fault was injected ({notes})")
+    return verify(stack, run_id, fault_name, seed, recovered_in=time.monotonic() - injected_at,
                   watermark_ok=watermark_ok, notes=notes)
 
 

@@ -21,7 +21,7 @@ def test_sigkill_of_a_whole_worker_loses_nothing(fault_stack, seed):
         stack.add_worker(f"replacement{seed}", wait=False)
         return f"SIGKILL worker group {victim.log_path.stem}"
 
-    result = run_under_fault(stack, "SIGKILL whole worker", kill_worker, seed, at=(0.5, 10.0))
+    result = run_under_fault(stack, "SIGKILL whole worker", kill_worker, seed, at=None)
     assert result.clean, result
     assert result.run_status == "succeeded"
 
@@ -37,7 +37,7 @@ def test_sigkill_of_one_pool_child_loses_nothing(fault_stack, seed):
                 return f"SIGKILL pool child {pid} of {worker.log_path.stem}"
         return "no pool child found"
 
-    result = run_under_fault(stack, "SIGKILL one pool child", kill_child, seed, at=(0.5, 10.0))
+    result = run_under_fault(stack, "SIGKILL one pool child", kill_child, seed, at=None)
     assert result.clean, result
     assert result.run_status == "succeeded"
 
@@ -50,7 +50,7 @@ def test_sigkill_on_the_per_record_path_loses_nothing(fault_stack, seed):
         pid = stack.workers[0].kill_child()
         return f"SIGKILL pool child {pid}"
 
-    result = run_under_fault(stack, "SIGKILL pool child (per-record path)", kill_child, seed, at=(1.0, 6.0))
+    result = run_under_fault(stack, "SIGKILL pool child (per-record path)", kill_child, seed, at=None)
     assert result.clean, result
 
 
@@ -73,5 +73,5 @@ def test_a_worker_frozen_past_the_visibility_timeout_does_not_double_its_effects
         threading.Thread(target=thaw, daemon=True).start()
 
     result = run_under_fault(stack, "task outlives the visibility timeout (worker frozen)", freeze, 1,
-                             at=(1.0, 4.0), after_inject=thaw_later, timeout=400)
+                             at=None, after_inject=thaw_later, timeout=400)
     assert result.clean, result

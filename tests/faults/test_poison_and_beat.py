@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from db import history
 from db.engine import session_scope
-from db.models import SyncItem, SyncRun
+from db.models import SyncRun
 from tests.faults.harness import expected, record, verify, FaultResult
 from tests.support import wait_for_run
 from tiktok import InvalidOrder, parse_order
@@ -48,8 +48,9 @@ def test_poison_records_fail_after_their_attempts_and_replay_once_the_cause_is_g
 
     stack.klaviyo.clear_faults()
     replay = wait_for_run(retry_failed(run.id), timeout=300)
-    assert replay.status == "succeeded" and replay.success_count == len(failed)
+    assert replay.status == "succeeded"
     result = verify(stack, replay.id, "poison record (500 until attempts run out), then retry-failed", 1)
+    assert result.duplicated == 0  # the replay skips what the second run already delivered
     events, _ = expected(stack)
     landed = {f"{e['metric']}|{e['unique_id']}" for e in stack.klaviyo.state()["events"]}
     missing = events - landed
@@ -76,7 +77,8 @@ def test_two_beats_started_by_mistake_still_make_one_sync_per_shop_per_period(fa
     assert set(per_period.values()) == {1}, per_period
     assert fired >= 2 * len(per_period) - 1  # both beats really fired
     record(FaultResult(fault="two beats started by mistake", seed=1, orders=60, records=len(runs),
-                       expected_events=0, lost_events=0, lost_profiles=0, duplicated=fired - len(runs),
+                       expected_events=0, lost_events=0, lost_profiles=0, duplicated=0,
                        stored_twice=0, run_status="succeeded", recovered_in=None, counters_agree=True,
-                       watermark_ok=True, notes={"periods": len(per_period), "beat_firings": fired,
+                       watermark_ok=True, notes={"inject": f"{fired} beat firings, {len(runs)} runs, one per period",
+                                                 "periods": len(per_period), "beat_firings": fired,
                                                  "runs": len(runs), "seconds": round(time.monotonic() - started)}))

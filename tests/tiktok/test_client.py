@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import json
-import threading
 import time
 from collections import Counter
 
 import pytest
-import redis
 from flask import Flask, request
 
 from sandbox.server import LoopbackServer
