@@ -151,10 +151,13 @@ def run_under_fault(stack, fault_name: str, inject, seed: int, *, at: tuple[floa
         run = counts = None
         try:
             with session_scope() as session:
+                # The watermark first, then the run: a watermark seen here was committed before the
+                # run is read, so a run still open afterwards is a real violation, not a race between
+                # the two reads (PostgreSQL's READ COMMITTED sees each statement's own snapshot).
+                watermark = get_watermark(session, stack.tiktok.shop_cipher)
                 run = history.get_run(session, run_id)
                 counts = history.item_counts(session, run_id) if trigger and run is not None else {}
-                if run is not None and run.status in ("running", "queued") and \
-                        get_watermark(session, stack.tiktok.shop_cipher) is not None:
+                if run is not None and run.status in ("running", "queued") and watermark is not None:
                     watermark_ok = False  # moved while this run's records were unfinished
         except Exception:  # database deliberately unavailable
             pass
