@@ -39,6 +39,35 @@ recovery there takes correspondingly longer; nothing else changes.
 """
 
 
+DESCRIPTIONS = {
+    "malformed TikTok orders": "5 % of the TikTok stand-in's orders are malformed (money, times, statuses, missing "
+                               "fields); each must become a failed item naming the order and field while the rest land.",
+    "SIGKILL whole worker": "SIGKILL of one worker's whole process group, then a replacement worker; its messages "
+                            "come back after the visibility timeout, its claims expire, the sweeper re-sends.",
+    "SIGKILL one pool child": "SIGKILL of one prefork pool child (as the OOM killer would); the task is requeued "
+                              "at once (`task_reject_on_worker_lost`).",
+    "SIGKILL pool child (per-record path)": "the same, on a window small enough for one task per record.",
+    "task outlives the visibility timeout": "a whole worker frozen (SIGSTOP) past the visibility timeout, then "
+                                            "resumed: its messages are redelivered elsewhere while it still holds "
+                                            "them; claims decide who sends.",
+    "Redis restarted mid-run (AOF)": "redis-server restarted with its append-only file: queues survive, workers "
+                                     "reconnect.",
+    "Redis restarted mid-run (no persistence": "redis-server restarted without persistence: every queued message "
+                                               "is gone; the sweeper finds the untouched records and re-sends.",
+    "PostgreSQL stopped": "the database stopped mid-run and started again; tasks retry until it is back.",
+    "Klaviyo 50% 5xx": "half of Klaviyo's answers 500/503 for 20 s, then 70 % 429 with Retry-After for 10 s.",
+    "malformed Klaviyo answers": "30 % HTML error pages, then truncated JSON (the work done, the answer cut), then "
+                                 "200s of the wrong shape, 4 s each.",
+    "TikTok token expiry": "the access token expires while the window is being read, and the next 4 requests "
+                           "are throttled (HTTP 429, code 36009002).",
+    "poison records": "one order's events answer 500 until their attempts run out, another's answer 400: both "
+                      "fail with their errors and the run goes on; once the faults clear, `retry-failed` of both "
+                      "runs delivers them, re-sending nothing a later run already delivered.",
+    "two beats started by mistake": "two beat processes with a 10-s period for 36 s: both fire every period, "
+                                    "one sync runs per period.",
+}
+
+
 def load(path: Path) -> list[dict]:
     if not path.exists():
         return []
@@ -78,9 +107,11 @@ def render(results: list[dict]) -> str:
     lines.append("## What each fault does")
     lines.append("")
     for name, items in by_fault.items():
-        injected = items[0].get("notes", {}).get("inject") or ""
-        lines.append(f"- **{name}**: {injected}" + (f" (seeds {', '.join(str(r['seed']) for r in items)})"
-                                                    if len(items) > 1 else ""))
+        description = next((text for prefix, text in DESCRIPTIONS.items() if name.startswith(prefix)),
+                           items[0].get("notes", {}).get("inject") or "")
+        moments = [r["notes"]["inject_when"] for r in items if r.get("notes", {}).get("inject_when")]
+        when = f" Struck at: {', '.join(moments)}." if moments else ""
+        lines.append(f"- **{name}**: {description}{when}")
     lines.append("")
     lines.append("## Environment")
     lines.append("")
