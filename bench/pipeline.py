@@ -292,7 +292,7 @@ def probe_read(redis_url: str) -> dict:
 
 #: For a send task: (step, kind, what); "complete", "client.other" and "celery" are derived.
 SEND_STEPS = (
-    ("claim", "DB", "delivery._claim: UPDATE claim, SELECT, refresh each item, get run"),
+    ("claim", "DB", "delivery._claim: one UPDATE ... RETURNING, its commit, the run's shop (cached)"),
     ("already_sent", "Redis", "delivery._already_sent: MGET sent markers"),
     ("load_event", "Python", "payloads.load_event: payload -> KlaviyoEvent, per event"),
     ("limiter", "Redis", "RedisRateLimiter.acquire: one Lua call"),

@@ -94,18 +94,6 @@ def follow(api: Api, path: str, **params) -> tuple[list[dict], int]:
         response = api.get(document["links"]["next"])
 
 
-@pytest.fixture(scope="module")
-def standin():
-    with KlaviyoStandIn(rate_limit_scale=100, job_stage_seconds=0.05) as k:
-        yield k
-
-
-@pytest.fixture
-def k(standin):
-    standin.reset(reset_config=True)
-    return standin
-
-
 @pytest.fixture
 def api(k):
     return Api(k)

@@ -16,21 +16,7 @@ import pytest
 import requests
 from klaviyo_api import KlaviyoAPI
 
-from sandbox.klaviyo import KlaviyoStandIn
 from tests.contract.prism import prism_proxy
-
-
-
-@pytest.fixture(scope="module")
-def standin():
-    with KlaviyoStandIn(rate_limit_scale=100, job_stage_seconds=0.05) as k:
-        yield k
-
-
-@pytest.fixture
-def k(standin):
-    standin.reset(reset_config=True)
-    return standin
 
 
 @pytest.fixture

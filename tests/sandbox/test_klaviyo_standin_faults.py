@@ -13,18 +13,6 @@ from sandbox.klaviyo import KlaviyoStandIn
 JSON_API = "application/vnd.api+json"
 
 
-@pytest.fixture(scope="module")
-def standin():
-    with KlaviyoStandIn(rate_limit_scale=100) as k:
-        yield k
-
-
-@pytest.fixture
-def k(standin):
-    standin.reset(reset_config=True)
-    return standin
-
-
 def headers(k) -> dict:
     return {"Authorization": f"Klaviyo-API-Key {k.api_key}", "revision": "2026-07-15", "Content-Type": JSON_API}
 

@@ -16,9 +16,9 @@ import requests
 from sandbox.tiktok import TikTokStandIn, sign_request, sign_webhook
 from sandbox.tiktok.probe import call
 from sandbox.tiktok.signing import signing_base
+from tests.tiktok_vectors import REQUEST_VECTORS, WEBHOOK_VECTORS
 
 SEARCH, DETAIL, SHOPS = "/order/202309/orders/search", "/order/202309/orders", "/authorization/202309/shops"
-DOC_TOKEN = "6AsPQsUMvH3RkchNUPPh22NROHkE0D8pmq/N5M1kHYcZmtRyv9aVrNv65W7Q6tFA+7D1ud64MPNz5OaT"
 
 
 @pytest.fixture(scope="module")
@@ -48,28 +48,7 @@ def assert_error(response, http_status, code, message=None):
 
 # -- signing --------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("secret, path, query, body, expected", [
-    ("e59af819cc", "/authorization/202309/shops", {"app_key": "29a39d", "timestamp": "1623812664"}, None,
-     "b596b73e0cc6de07ac26f036364178ab16b0a907af13d43f0a0cd2345f582dc8"),
-    ("app_secret", "/test-api", {"foo": "bar"}, None,
-     "d3cb7fe11ecae942802ceeca67e7cf10120cc12f1517d45fbc1c8cfe5413c80f"),
-    ("e59af819cc", "/event/202309/webhooks",
-     {"app_key": "68xu9ks5p4i8", "shop_cipher": "ROW_xkMbgAAAeVAQra0eZWebFQq5aIK", "timestamp": "1696909648"}, None,
-     "ed58e1b5e59865c22a7b828c1cab65007441f43cc91a6cb2f2cdc638e0995a37"),
-    ("e59af819cc", "/event/202309/webhooks",
-     {"app_key": "68xu9ks5p4i8", "shop_cipher": "ROW_xkMbgAAAeVAQra0eZWebFQq5aIK", "timestamp": "1696909648"},
-     b'{"event_type":"PACKAGE_UPDATE","address":"https://partner.tiktokshop.com"}',
-     "701dd6deb2389fe4c469b89bd37fc56f96a6da6afeb4d01c9077a65169752fa7"),
-    # The doc's printed body-bearing base string (note the extra "t" in the cipher and the key order).
-    ("e59af819cc", "/event/202309/webhooks",
-     {"app_key": "68xu9ks5p4i8", "shop_cipher": "ROW_xkMbgAAAeVAQra0eZWebFQq5aIKt", "timestamp": "1696909648"},
-     b'{"address":"https://partner.tiktokshop.com","event_type":"PACKAGE_UPDATE"}',
-     "a75b9c8cd57140cab6dc95bf31c37bd6ffface74210768b6517c0ff81659b0ba"),
-    ("e59af819cc", "/order/202309/orders/search",
-     {"app_key": "29a39d", "timestamp": "1623812664", "shop_cipher": "GCP_XF90igAAAABh00qsWgtvOiGFNqyubMt3",
-      "page_size": "100", "page_token": DOC_TOKEN}, b'{"order_status":"UNPAID"}',
-     "6b55918cfea8c0a45c2e533b88a5d8c2c379f23ded442d71d9be1fa86d28f73e"),
-], ids=["doc-shops", "ecomphp", "dotnet-get", "dotnet-put", "doc-printed-base", "order-search"])
+@pytest.mark.parametrize("secret, path, query, body, expected", REQUEST_VECTORS)
 def test_sign_request_matches_published_vectors(secret, path, query, body, expected):
     assert sign_request(secret, path, query, body) == expected
     assert sign_request(secret, path, {**query, "sign": "x", "access_token": "y"}, body) == expected
@@ -86,16 +65,7 @@ def test_multipart_bodies_are_not_signed():
         sign_request("s", "/p", query, None)
 
 
-@pytest.mark.parametrize("app_key, secret, body, expected", [
-    ("abcdef", "123", b'{"type":1,"tts_notification_id":"7380066284010030890","shop_id":"7495540735365777507",'
-                      b'"timestamp":1718305585,"data":{"is_on_hold_order":true,"order_id":"576653688135258178",'
-                      b'"order_status":"UNPAID","update_time":1718305585}}',
-     "5dec0f11ec2f6783b8deee53c9ffbf8d024302f7c7e7fa55a35d17629031ac05"),
-    ("fake_app_key", "fake_app_secret",
-     b'{"type":1,"shop_id":"7494726673780148744","timestamp":1664095733,"data":{"order_id":"576684019603311365",'
-     b'"order_status":"AWAITING_SHIPMENT","update_time":1664095610}}',
-     "21109834de72ec53c9959716d8514ae388ce1f123e5ffdcafc46713fcdf62b27"),
-], ids=["official", "ecomphp"])
+@pytest.mark.parametrize("app_key, secret, body, expected", WEBHOOK_VECTORS)
 def test_sign_webhook_matches_published_vectors(app_key, secret, body, expected):
     assert sign_webhook(app_key, secret, body) == expected
 
