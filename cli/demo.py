@@ -6,12 +6,13 @@ set, the TikTok Shop stand-in with seeded orders (a few of them malformed, to
 show how bad input is handled), the Klaviyo stand-in at Klaviyo's real rate
 limits, and real Celery workers; runs one full sync with live progress; then
 checks that the Klaviyo stand-in holds exactly what sync history says was sent.
-Ctrl-C stops every process it started.
+Ctrl-C, or SIGTERM (``kill``, ``timeout``, a service manager), stops every process it started.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import time
 
 from rich.console import Console
@@ -24,7 +25,14 @@ from sandbox.stack import LocalStack
 DEMO_MALFORMED_RATIO = 0.002
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def run_demo(console: Console, orders: int = 3000, workers: int = 2, days: int = 30) -> int:
+    # The children run in their own sessions, out of reach of a terminal's Ctrl-C and of a
+    # SIGTERM sent to us; both must unwind through ``stack.stop()`` below.
+    signal.signal(signal.SIGTERM, _interrupt)
     redis_url = os.environ.get("REDIS_URL") if os.environ.get("REDIS_URL") and redis_reachable(os.environ["REDIS_URL"]) else None
     database_url = os.environ.get("DATABASE_URL") or None
     console.rule("[bold]ksync demo")

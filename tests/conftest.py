@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import uuid
 from pathlib import Path
 
@@ -20,6 +21,17 @@ import pytest
 from sandbox.redis import EmbeddedRedis, redis_reachable
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def pytest_configure(config):
+    """A CI timeout or ``kill`` stops pytest with SIGTERM, which by default ends it on the spot and
+    leaves the stacks' workers and servers (each in its own session) running against the shared
+    Redis and PostgreSQL. As an interrupt it unwinds through every fixture's teardown instead."""
+    signal.signal(signal.SIGTERM, _interrupt)
 
 
 def _test_redis_url(url: str) -> str:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 
+import psutil
 import pytest
 
 from sandbox.stack import ROOT
@@ -133,3 +136,33 @@ def test_the_demo_runs_headless_on_the_embedded_default_and_checks_klaviyo():
     checked = int(re.search(r"holds exactly the (\d+) events", out).group(1))
     assert synced == checked > 0
     assert re.search(r"429s from Klaviyo\s*│\s*0", out)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_stopping_the_demo_mid_sync_leaves_no_process_behind(signum):
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL")}
+    started: list[psutil.Process] = []
+    demo = subprocess.Popen([sys.executable, "-m", "cli.main", "demo", "--orders", "3000", "--workers", "2"],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        seen = []
+        for line in demo.stdout:  # the run is queued: Redis, the workers and their pools are all up
+            seen.append(line)
+            if line.startswith("run "):
+                break
+        else:
+            pytest.fail("the demo ended before its run was queued:\n" + "".join(seen))
+        started = psutil.Process(demo.pid).children(recursive=True)
+        names = " ".join(" ".join(p.cmdline()) for p in started)
+        assert "redis-server" in names and names.count("celery") >= 6, names  # 2 workers + 2 pool children each
+        demo.send_signal(signum)
+        out = demo.communicate(timeout=120)[0]
+        assert demo.returncode == 130, out
+        assert "stopping every process the demo started" in out and "Traceback" not in out, out
+        alive = psutil.wait_procs(started, timeout=5)[1]
+        assert not alive, [" ".join(p.cmdline()) for p in alive]
+    finally:  # a failure here must not leave the demo's processes to the rest of the suite
+        for process in [psutil.Process(demo.pid), *started] if demo.poll() is None else started:
+            with contextlib.suppress(psutil.Error):
+                process.kill()
