@@ -188,7 +188,7 @@ def send_event(run_id: str, item_id: int, owner: str, settings: Settings) -> Out
     with session_scope() as session:
         history.succeed_items(session, [item.id], owner)
         ledger.mark_delivered(session, shop, run_id, [item.key])
-        finish_if_done(run_id, session)
+    finish_if_done(run_id)
     return DONE
 
 
@@ -211,7 +211,7 @@ def send_profile(run_id: str, item_id: int, owner: str, settings: Settings) -> O
     with session_scope() as session:
         history.succeed_items(session, [item.id], owner)
         ledger.record_profiles(session, shop, run_id, [(item.key, profile_id, payload_hash(item.payload))])
-        finish_if_done(run_id, session)
+    finish_if_done(run_id)
     return DONE
 
 
@@ -264,7 +264,7 @@ def send_event_batch(run_id: str, item_ids: Sequence[int], owner: str, settings:
     with session_scope() as session:
         history.succeed_items(session, [i.id for i in sent], owner)
         ledger.mark_delivered(session, shop, run_id, [i.key for i in sent])
-        finish_if_done(run_id, session)
+    finish_if_done(run_id)
     return outcome if outcome.retry_in else DONE
 
 
@@ -327,7 +327,7 @@ def _finish_import_job(run_id: str, job_id: str, settings: Settings) -> Outcome:
         succeeded = history.settle_import_job(session, job_id, failed, conflicts)
         ledger.record_profiles(session, _shop_of(session, run_id), run_id,
                                [(i.key, None, payload_hash(i.payload)) for i in succeeded])
-        finish_if_done(run_id, session)
+    finish_if_done(run_id)
     return Outcome(resend_single=tuple(conflicts)) if conflicts else DONE
 
 

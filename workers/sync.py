@@ -175,19 +175,20 @@ def invalid_key(bad: InvalidOrder) -> str:
     return f"unreadable:{digest}"
 
 
-def finish_if_done(run_id: str, session=None) -> SyncRun | None:
+def finish_if_done(run_id: str) -> SyncRun | None:
     """Finalise the run when its last item is final, and advance the watermark.
 
-    Pass the ``session`` that just recorded an outcome to do it in the same transaction."""
-    if session is None:
-        with session_scope() as own:
-            return finish_if_done(run_id, own)
-    run = history.finalize_if_done(session, run_id)
-    if run is not None:
-        ledger.advance_watermark(session, run)
-        log.info("run %s finished: %s (%d succeeded, %d failed)", run_id, run.status, run.success_count,
-                 run.failed_count)
-    return run
+    Call it only after the outcome you recorded is committed, never inside that transaction:
+    two tasks settling a run's last two items at once would each still see the other's item
+    open (neither commit visible to the other) and the run would never finish. Checked after
+    the commit, the later of the two commits is followed by a check that sees both."""
+    with session_scope() as session:
+        run = history.finalize_if_done(session, run_id)
+        if run is not None:
+            ledger.advance_watermark(session, run)
+            log.info("run %s finished: %s (%d succeeded, %d failed)", run_id, run.status, run.success_count,
+                     run.failed_count)
+        return run
 
 
 def fail(run_id: str, error: str) -> None:
