@@ -99,7 +99,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -382,27 +381,13 @@ def bench_database(server_url: str | None):
     if not server_url:
         yield None
         return
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
+    from db.engine import normalise_url
+    from sandbox.postgres import throwaway_database
 
-    from db.engine import dispose_engines, normalise_url
-
-    admin_url = normalise_url(server_url)
-    if not admin_url.startswith("postgresql"):
+    if not normalise_url(server_url).startswith("postgresql"):
         raise SystemExit("--database-url must be a PostgreSQL URL")
-    name = f"ksync_bench_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 10})
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        dispose_engines()
-        with admin.connect() as conn:
-            conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                              "WHERE datname = :n AND pid <> pg_backend_pid()"), {"n": name})
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-        admin.dispose()
+    with throwaway_database(server_url, prefix="ksync_bench") as url:
+        yield url
 
 
 def database_label(server_url: str | None) -> str:

@@ -93,28 +93,14 @@ def _postgres_admin_url(url: str) -> str | None:
 @contextlib.contextmanager
 def _fresh_database(tmp_dir: Path):
     """A new, empty database: beside DATABASE_URL's PostgreSQL when it answers, else a SQLite file."""
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-
     admin = _postgres_admin_url(os.environ.get("DATABASE_URL", ""))
     if admin is None:
         yield f"sqlite:///{tmp_dir / f'ksync-{uuid.uuid4().hex[:8]}.sqlite3'}"
         return
-    name = f"ksync_test_{uuid.uuid4().hex[:10]}"
-    engine = create_engine(admin, isolation_level="AUTOCOMMIT")
-    with engine.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(admin).set(database=name).render_as_string(hide_password=False)
-    finally:
-        from db.engine import dispose_engines
+    from sandbox.postgres import throwaway_database
 
-        dispose_engines()
-        with engine.connect() as conn:
-            conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                              "WHERE datname = :n AND pid <> pg_backend_pid()"), {"n": name})
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-        engine.dispose()
+    with throwaway_database(admin, prefix="ksync_test") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
