@@ -19,7 +19,13 @@ from typing import Iterable, Iterator
 import requests
 from marshmallow import ValidationError
 
-from .exceptions import KlaviyoAuthError, KlaviyoConflictError, KlaviyoServerError, KlaviyoValidationError
+from .exceptions import (
+    KlaviyoAuthError,
+    KlaviyoConflictError,
+    KlaviyoNetworkError,
+    KlaviyoServerError,
+    KlaviyoValidationError,
+)
 from .limits import LocalTokenBucket, RateLimiter
 from .models import (
     AcceptedJob,
@@ -274,12 +280,21 @@ class KlaviyoClient:
         response = self.http.request("create_list", "POST", "/lists", body=body, idempotent=False)
         return self._load(LIST_RESOURCE, self.http.json(response).get("data"), "list")
 
-    def get_or_create_list(self, name: str) -> KlaviyoList:
-        """The list called ``name``, created if missing. Klaviyo allows duplicate names, so look first."""
-        for existing in self.get_lists(name=name):
-            if existing.name == name:
-                return existing
-        return self.create_list(name)
+    def get_or_create_list(self, name: str, attempts: int = 3) -> KlaviyoList:
+        """The list called ``name``, created if missing. Klaviyo allows duplicate names, so look first,
+        and look again before each new try: a create that failed with a 5xx or no answer may
+        have made the list all the same, and a blind retry would make a second one."""
+        for attempt in range(1, attempts + 1):
+            for existing in self.get_lists(name=name):
+                if existing.name == name:
+                    return existing
+            try:
+                return self.create_list(name)
+            except (KlaviyoServerError, KlaviyoNetworkError):
+                if attempt == attempts:
+                    raise
+                self._sleep(min(8.0, 0.5 * 2 ** attempt))
+        raise AssertionError("unreachable")
 
     def add_profile_to_list(self, list_id: str, email: str | None = None, profile_id: str | None = None) -> None:
         """Add one profile (by id, or by e-mail, upserting it first). Consent is left as it is."""

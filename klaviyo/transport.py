@@ -21,6 +21,7 @@ import random
 import time
 from collections import Counter
 from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
 from typing import Iterator
 from urllib.parse import parse_qs, urlsplit
 
@@ -137,8 +138,8 @@ class Transport:
 
         def stop(state: tenacity.RetryCallState) -> bool:
             exc = state.outcome.exception()
-            if isinstance(exc, KlaviyoNetworkError) and not idempotent:
-                return True  # the request may have been applied; the caller decides
+            if isinstance(exc, (KlaviyoNetworkError, KlaviyoServerError)) and not idempotent:
+                return True  # the request may have been applied (a 5xx too): the caller looks before it retries
             counts[type(exc)] += 1
             return counts[type(exc)] > self.retry.budget(exc)
 
@@ -230,8 +231,15 @@ def error_from_response(response: requests.Response, operation: str) -> KlaviyoA
 
 
 def _retry_after(response: requests.Response) -> float:
-    """Retry-After in seconds; Klaviyo sends an integer. Missing or unreadable means 1 s."""
+    """Retry-After in seconds. Klaviyo sends an integer; HTTP also allows a date (RFC 9110), which a
+    proxy in front of Klaviyo may send. Missing or unreadable means 1 s."""
+    value = response.headers.get("Retry-After", "1")
     try:
-        return max(0.0, float(response.headers.get("Retry-After", "1")))
+        return max(0.0, float(value))
     except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
         return 1.0
+    return max(0.0, when.timestamp() - time.time()) if when.tzinfo else 1.0

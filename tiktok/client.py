@@ -19,6 +19,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
+from email.utils import parsedate_to_datetime
 from typing import Iterable, Iterator
 from urllib.parse import urlencode
 
@@ -73,6 +74,15 @@ class RetryPolicy:
     backoff_base: float = 1.0
     backoff_max: float = 60.0
     jitter: float = 0.5
+    #: Longest single wait the client sleeps through. A longer one (a ``Retry-After: 120``)
+    #: is raised to the caller instead, with ``retry_after`` set, so that a worker can
+    #: retry later rather than sleep in its slot. None: no cap (scripts).
+    max_wait: float | None = None
+
+    def wait_for(self, exc: BaseException, attempt: int, jitter: float) -> float:
+        """Seconds before retry number ``attempt`` (1-based): max(Retry-After, capped backoff + jitter)."""
+        backoff = min(self.backoff_max, self.backoff_base * 2 ** (attempt - 1)) + jitter
+        return max(getattr(exc, "retry_after", None) or 0, backoff)
 
     def budget(self, exc: BaseException) -> int:
         if isinstance(exc, TikTokRateLimitError):
@@ -254,17 +264,23 @@ class TikTokShopClient:
     def _with_retries(self, method, path, query, body, shop_scoped) -> dict:
         counts: Counter = Counter()
 
+        waits: dict[int, float] = {}
+
+        def planned_wait(state: tenacity.RetryCallState) -> float:
+            if state.attempt_number not in waits:
+                waits[state.attempt_number] = self.retry.wait_for(state.outcome.exception(), state.attempt_number,
+                                                                  random.uniform(0, self.retry.jitter))
+            return waits[state.attempt_number]
+
         def stop(state: tenacity.RetryCallState) -> bool:
             exc = state.outcome.exception()
             counts[type(exc)] += 1
-            return counts[type(exc)] > self.retry.budget(exc)
+            if counts[type(exc)] > self.retry.budget(exc):
+                return True
+            return self.retry.max_wait is not None and planned_wait(state) > self.retry.max_wait
 
         def wait(state: tenacity.RetryCallState) -> float:
-            exc = state.outcome.exception()
-            backoff = min(self.retry.backoff_max, self.retry.backoff_base * 2 ** (state.attempt_number - 1))
-            backoff += random.uniform(0, self.retry.jitter)
-            retry_after = getattr(exc, "retry_after", None) or 0
-            return max(retry_after, backoff)
+            return planned_wait(state)
 
         def before_sleep(state: tenacity.RetryCallState) -> None:
             exc = state.outcome.exception()
@@ -332,7 +348,18 @@ class TikTokShopClient:
 
 
 def _retry_after(response: requests.Response) -> float | None:
-    try:
-        return float(response.headers["Retry-After"])
-    except (KeyError, ValueError):
+    """Retry-After in seconds, given as seconds or as an HTTP date (RFC 9110 allows both)."""
+    value = response.headers.get("Retry-After")
+    if value is None:
         return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, when.timestamp() - time.time())

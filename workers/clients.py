@@ -22,7 +22,7 @@ TASK_RETRY_POLICY = RetryPolicy(max_429=0, max_5xx=1, max_network=1, backoff_bas
 TASK_HTTP_TIMEOUT = 20
 #: TikTok waits inside a task stay short (about 7 s at most); a longer throttle becomes a task retry.
 TASK_TIKTOK_RETRY = TikTokRetryPolicy(max_rate_limited=3, max_server=2, max_network=2, backoff_base=0.5,
-                                      backoff_max=4, jitter=0.3)
+                                      backoff_max=4, jitter=0.3, max_wait=7)
 
 _cache: dict = {}
 

@@ -5,6 +5,7 @@
 * ``GET /_sandbox/requests?op=<operationId>&since=<epoch>``: the arrival log (op, t, status).
 * ``POST /_sandbox/reset`` (``{"reset_config": true}`` also clears faults and limit overrides).
 * ``GET|POST|DELETE /_sandbox/faults``; ``GET|POST /_sandbox/limits``.
+* ``POST /_sandbox/keys`` with ``{"revoke": [...], "restore": [...]}``: keys answered 401 meanwhile.
 
 The same functions back ``KlaviyoStandIn.state()`` / ``summary()`` / ``reset()``.
 """
@@ -150,6 +151,17 @@ def faults():
         box.faults.clear()
     current = box.faults.current()
     return jsonify({"faults": current.public() if current else None})
+
+
+@blueprint.route("/keys", methods=["GET", "POST"])
+def keys():
+    """``{"revoke": [key...], "restore": [key...]}``: revoked keys are answered 401 until restored."""
+    box = sandbox()
+    if request.method == "POST":
+        payload = request.get_json(silent=True) or {}
+        box.revoked.update(payload.get("revoke") or [])
+        box.revoked.difference_update(payload.get("restore") or [])
+    return jsonify({"revoked": len(box.revoked)})
 
 
 @blueprint.route("/limits", methods=["GET", "POST"])

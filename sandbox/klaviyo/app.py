@@ -77,7 +77,7 @@ def _gate():
         return None
     box = sandbox()
     g.now, g.op = time.time(), request.endpoint
-    g.account = _authenticate(box.api_keys)
+    g.account = _authenticate(box.api_keys, box.revoked)
     revision = request.headers.get("revision")
     if not revision:
         raise invalid("Missing required header: revision.", parameter="revision")
@@ -97,12 +97,12 @@ def _gate():
     return None
 
 
-def _authenticate(api_keys: tuple) -> str:
+def _authenticate(api_keys: tuple, revoked: set) -> str:
     header = request.headers.get("Authorization", "")
     scheme, _, key = header.partition(" ")
     if not header or scheme != "Klaviyo-API-Key" or not key.strip():
         raise not_authenticated()
-    if key.strip() not in api_keys:
+    if key.strip() not in api_keys or key.strip() in revoked:
         raise authentication_failed()
     return key.strip()
 
@@ -124,6 +124,9 @@ def _inject_faults(box: Sandbox):
         raise throttled(box.faults.config.retry_after if box.faults.config else 1)
     if plan.action == "error":
         raise server_error(plan.status)
+    if plan.action == "error_after_commit":
+        g.error_after_commit = plan.status  # served normally; the answer is replaced on the way out (_finish)
+        return None
     if plan.action == "reject":
         raise invalid("This record was refused (injected fault).", pointer="/data/attributes")
     if plan.kind == "malformed_truncated":
@@ -167,6 +170,8 @@ def _finish(response: Response) -> Response:
         decision = g.get("ratelimit") or (box.limiter.peek(g.account, op, g.now) if g.get("account") else None)
         if decision is not None:
             response.headers.update(decision.headers())
+    if g.get("error_after_commit") and response.status_code < 400:
+        response = _api_error(server_error(g.error_after_commit))
     if g.get("truncate"):
         body = response.get_data() or b'{"data":{"type":"event","attributes":{"propert'
         response.set_data(body[: max(1, len(body) // 2)])

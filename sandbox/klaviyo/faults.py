@@ -15,6 +15,12 @@ Configure with ``KlaviyoStandIn(faults={...})``, ``set_faults(**kw)`` or
   with JSON of the wrong shape, nothing done: a proxy or portal answering instead).
 * ``reject_rate``: fraction answered 400 ``invalid`` (pointer ``/data/attributes``), the
   way Klaviyo refuses a record; with ``match`` it poisons exactly one record.
+* ``error_after_commit``: with ``error_rate``, the request is processed first and its answer
+  replaced by the 5xx (the work was done; the client cannot tell).
+* ``job_outcome``: how the profile bulk import jobs created while it is set end: ``cancelled``
+  (nothing applied), ``short`` (only the first half of the rows applied and counted: the counts
+  do not add up to the rows), or ``orphan_error`` (the first row fails with an import error
+  that names no row and whose payload matches none of the rows sent).
 * ``match``: only requests whose body or query contains this text (an order id, an
   e-mail) are faulted, so a single record can be made to fail.
 * ``ops``: operationIds the faults apply to (default all); ``duration``:
@@ -34,6 +40,7 @@ import time
 from dataclasses import asdict, dataclass, field
 
 MALFORMED_KINDS = ("html", "truncated", "unexpected")
+JOB_OUTCOMES = ("cancelled", "short", "orphan_error")
 
 
 @dataclass
@@ -53,12 +60,16 @@ class FaultConfig:
     duration: float | None = None
     seed: int | None = None
     reject_rate: float = 0.0
+    error_after_commit: bool = False
+    job_outcome: str | None = None
     match: str | None = None
     started: float = field(default_factory=time.time)
 
     def __post_init__(self):
         if self.malformed_kind not in MALFORMED_KINDS:
             raise ValueError(f"malformed_kind must be one of {MALFORMED_KINDS}")
+        if self.job_outcome is not None and self.job_outcome not in JOB_OUTCOMES:
+            raise ValueError(f"job_outcome must be one of {JOB_OUTCOMES}")
         self.error_statuses = tuple(int(s) for s in self.error_statuses)
         self.retry_after = max(1, int(self.retry_after))
         self.force_429 = int(self.force_429)
@@ -108,6 +119,15 @@ class Faults:
                 self.config = config = None
             return config
 
+    def job_outcome(self, now: float, text: str = "") -> str | None:
+        """The outcome a profile import job created now is given (see ``job_outcome``)."""
+        config = self.current(now)
+        if config is None or (config.ops is not None and "bulk_import_profiles" not in config.ops):
+            return None
+        if config.match and config.match not in text:
+            return None
+        return config.job_outcome
+
     def plan(self, op: str, now: float, text: str = "") -> Plan:
         config = self.current(now)
         if config is None or (config.ops is not None and op not in config.ops):
@@ -123,7 +143,8 @@ class Faults:
                 config.force_429 = max(0, config.force_429 - 1)
                 return Plan(latency, "force_429", 429, "force_429")
             if config.error_rate and rng.random() < config.error_rate:
-                return Plan(latency, "error", rng.choice(config.error_statuses), "error")
+                action = "error_after_commit" if config.error_after_commit else "error"
+                return Plan(latency, action, rng.choice(config.error_statuses), "error")
             if config.reject_rate and rng.random() < config.reject_rate:
                 return Plan(latency, "reject", 400, "reject")
             if config.malformed_rate and rng.random() < config.malformed_rate:

@@ -32,7 +32,7 @@ def status(job: ImportJob, now: float) -> str:
         return "queued"
     if now < job.created + 2 * job.stage_seconds:
         return "processing"
-    return "complete"
+    return "cancelled" if job.outcome == "cancelled" else "complete"
 
 
 def started_at(job: ImportJob, now: float) -> float | None:
@@ -56,8 +56,18 @@ def settle(store: Store, now: float) -> None:
 
 def apply(store: Store, job: ImportJob) -> None:
     when = completed_at(job)
-    for i, row in enumerate(job.rows):
+    if job.outcome == "cancelled":
+        job.applied = True
+        return
+    rows = job.rows[: len(job.rows) // 2] if job.outcome == "short" else job.rows
+    for i, row in enumerate(rows):
         pointer = f"/data/attributes/profiles/data/{i}"
+        if i == 0 and job.outcome == "orphan_error":
+            job.errors.append(ImportError_(id=ulid(when), seq=store.next_seq(), code="invalid", title="Invalid input.",
+                                           detail="The row could not be imported (injected fault).", pointer=None,
+                                           original_payload={"email": "someone-else@example.invalid"}))
+            job.failed_count += 1
+            continue
         try:
             profile = _import_row(store, row, pointer, when)
         except ApiError as error:

@@ -125,6 +125,8 @@ class ImportJob:
     failed_count: int = 0
     errors: list = field(default_factory=list)
     profile_ids: list = field(default_factory=list)
+    #: An injected ending (faults.py ``job_outcome``): cancelled, short or orphan_error.
+    outcome: str | None = None
 
 
 @dataclass

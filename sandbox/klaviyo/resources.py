@@ -109,7 +109,7 @@ def segment(s: Segment, root: str, profile_count: int | None = None) -> dict:
 
 
 def import_job(j: ImportJob, root: str, now: float) -> dict:
-    done = jobs.status(j, now) == "complete"
+    done = jobs.status(j, now) in ("complete", "cancelled")
     base = f"{root}/api/profile-bulk-import-jobs/{j.id}"
     return {"type": "profile-bulk-import-job", "id": j.id,
             "attributes": {"status": jobs.status(j, now), "created_at": iso(j.created), "total_count": len(j.rows),

@@ -93,6 +93,13 @@ class KlaviyoStandIn:
     def clear_faults(self) -> None:
         self.sandbox.faults.clear()
 
+    def revoke_key(self, key: str | None = None) -> None:
+        """Answer 401 to ``key`` (default: the first) until ``restore_key``, as a revoked private key is."""
+        self.sandbox.revoked.add(key or self.api_key)
+
+    def restore_key(self, key: str | None = None) -> None:
+        self.sandbox.revoked.discard(key or self.api_key)
+
     def set_limits(self, limits: dict, replace: bool = False) -> dict:
         """Override limits per operationId, e.g. ``{"create_event": (20, 300, None)}``; None removes one."""
         return admin.set_limits(self.sandbox, limits, replace)

@@ -7,7 +7,7 @@ The app stores one ``Sandbox`` (store, limiter, faults, counters, settings) in
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import urlencode
 
 from flask import Response, current_app, g, request
@@ -33,6 +33,8 @@ class Sandbox:
     faults: Faults
     counters: Counters
     job_stage_seconds: float = 0.2
+    #: Keys answered 401 as if the merchant had revoked them (``revoke_key`` / ``restore_key``).
+    revoked: set = field(default_factory=set)
 
 
 def sandbox() -> Sandbox:

@@ -130,7 +130,8 @@ def _api_endpoint(standin, path: str):
     args = request.args.to_dict()
     _check_app_key(standin, args)
     if standin.faults.throttled(args["app_key"], path):
-        raise ApiError(429, errors.RATE_LIMITED, MESSAGES["rate_limited"], {"Retry-After": "1"})
+        raise ApiError(429, errors.RATE_LIMITED, MESSAGES["rate_limited"],
+                       {"Retry-After": str(standin.faults.settings.retry_after)})
     if not args.get("sign"):
         raise ApiError(400, errors.INVALID_REQUEST, MESSAGES["missing_sign"])
     _check_timestamp(args)

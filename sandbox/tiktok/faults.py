@@ -19,6 +19,7 @@ class FaultSettings:
     force_429: int = 0             #: the next N API requests are answered 429 / 36009002
     rate_limit_qps: float | None = None   #: overrides the stand-in's configured QPS while set
     latency_ms: int = 0            #: added before every API answer
+    retry_after: str = "1"         #: the 429s' Retry-After header: seconds, or an HTTP date
 
 
 class Faults:

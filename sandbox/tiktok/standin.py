@@ -151,10 +151,11 @@ class TikTokStandIn:
         self.tokens.expire_current()
 
     def set_faults(self, error_rate: float = 0.0, force_429: int = 0, rate_limit_qps: float | None = None,
-                   latency_ms: int = 0) -> dict:
-        """Replace all fault settings (``rate_limit_qps=None`` = the configured QPS)."""
+                   latency_ms: int = 0, retry_after: int | str = 1) -> dict:
+        """Replace all fault settings (``rate_limit_qps=None`` = the configured QPS; ``retry_after``
+        is the 429s' Retry-After header, in seconds or as an HTTP date)."""
         return self.faults.configure(error_rate=error_rate, force_429=force_429, rate_limit_qps=rate_limit_qps,
-                                     latency_ms=latency_ms)
+                                     latency_ms=latency_ms, retry_after=str(retry_after))
 
     def clear_faults(self) -> dict:
         return self.faults.clear()

@@ -132,6 +132,34 @@ def test_lists_page_to_the_end_and_get_or_create_is_idempotent(klaviyo):
     assert len(list(klaviyo.get_lists())) == 24
 
 
+def test_a_create_answered_5xx_after_klaviyo_made_the_list_is_not_repeated_blindly(standin):
+    # Defect: 5xx answers were retried for non-idempotent calls; a list made before the 5xx was made twice.
+    standin.reset(reset_config=True)
+    standin.set_faults(error_rate=1.0, error_after_commit=True, error_statuses=[503], ops=["create_list"], seed=1)
+    client = KlaviyoClient(standin.api_key, base_url=standin.url, rate_limiter=NoRateLimit(), sleep=lambda s: None)
+    made = client.get_or_create_list("TikTok Shop Customers")
+    assert [k["name"] for k in standin.state()["lists"]] == ["TikTok Shop Customers"]
+    assert made.list_id == standin.state()["lists"][0]["id"]
+    assert [r["status"] for r in ops(standin, "create_list")] == [503]
+
+
+def test_retry_after_as_an_http_date_is_read_as_seconds_from_now():
+    from email.utils import format_datetime
+
+    import requests
+
+    from klaviyo.transport import _retry_after
+
+    response = requests.Response()
+    response.headers["Retry-After"] = format_datetime(datetime.now(timezone.utc).replace(microsecond=0)
+                                                      + __import__("datetime").timedelta(seconds=40), usegmt=True)
+    assert 35 <= _retry_after(response) <= 40
+    response.headers["Retry-After"] = "7"
+    assert _retry_after(response) == 7
+    response.headers["Retry-After"] = "soon"
+    assert _retry_after(response) == 1.0
+
+
 def test_list_membership_by_email_and_by_id_in_chunks_of_1000(klaviyo, standin):
     target = klaviyo.get_or_create_list("Buyers")
     job = klaviyo.bulk_import_profiles([KlaviyoProfile(external_id=f"tiktok:{i}") for i in range(1500)])

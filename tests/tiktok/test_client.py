@@ -18,6 +18,7 @@ from tiktok import (
     RetryPolicy,
     TikTokAuthError,
     TikTokPagingError,
+    TikTokRateLimitError,
     TikTokShopClient,
     TikTokSignatureError,
 )
@@ -107,6 +108,41 @@ def test_429s_are_waited_out_and_each_retry_is_signed_afresh():
         got = list(client_for(t).search_orders(0, FAR_FUTURE))
         assert len(got) == 300
         assert t.counters()["http_429"] == 3
+
+
+def test_a_long_retry_after_is_raised_to_the_caller_instead_of_slept_through_when_waits_are_capped():
+    # Defect: a task's client slept through `Retry-After: 120` three times (360 s in one call).
+    slept = []
+    with TikTokStandIn(orders=5, rate_limit_qps=0) as t:
+        t.set_faults(force_429=5, retry_after=120)
+        client = client_for(t, retry=RetryPolicy(backoff_base=0.05, jitter=0.05, max_wait=7), sleep=slept.append)
+        with pytest.raises(TikTokRateLimitError) as caught:
+            list(client.search_orders(0, FAR_FUTURE))
+    assert caught.value.retry_after == 120
+    assert slept == []
+
+
+def test_short_waits_under_the_cap_are_still_slept_through():
+    slept = []
+    with TikTokStandIn(orders=5, rate_limit_qps=0) as t:
+        t.set_faults(force_429=2, retry_after=2)
+        client = client_for(t, retry=RetryPolicy(backoff_base=0.05, jitter=0.05, max_wait=7), sleep=slept.append)
+        assert len(list(client.search_orders(0, FAR_FUTURE))) == 5
+    assert len(slept) == 2 and all(2 <= s <= 7 for s in slept)
+
+
+def test_retry_after_given_as_an_http_date_is_honoured():
+    from email.utils import format_datetime
+    from datetime import datetime, timedelta, timezone
+
+    slept = []
+    with TikTokStandIn(orders=5, rate_limit_qps=0) as t:
+        t.set_faults(force_429=1, retry_after=format_datetime(datetime.now(timezone.utc) + timedelta(seconds=30),
+                                                              usegmt=True))
+        client = client_for(t, retry=RetryPolicy(backoff_base=0.05, jitter=0.05, max_wait=7), sleep=slept.append)
+        with pytest.raises(TikTokRateLimitError) as caught:
+            list(client.search_orders(0, FAR_FUTURE))
+    assert 25 <= caught.value.retry_after <= 31 and slept == []
 
 
 def test_malformed_orders_come_back_as_validation_errors_while_the_others_load():

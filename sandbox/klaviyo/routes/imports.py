@@ -31,7 +31,8 @@ def bulk_import_profiles():
             if list_id not in store().lists:
                 raise invalid(f"A list with id {list_id} does not exist.", f"/data/relationships/lists/data/{i}/id")
         job = ImportJob(id=ulid(now()), seq=store().next_seq(), created=now(),
-                        stage_seconds=sandbox().job_stage_seconds, rows=rows, list_ids=list_ids)
+                        stage_seconds=sandbox().job_stage_seconds, rows=rows, list_ids=list_ids,
+                        outcome=sandbox().faults.job_outcome(now(), request.get_data(as_text=True)))
         store().jobs[job.id] = job
         store().pending_imports.append(job.id)
         jobs.settle(store(), now())  # a zero-length stage completes at once
