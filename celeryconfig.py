@@ -13,8 +13,10 @@ from workers.schedules import aligned_every
 
 _s = get_settings()
 
-#: Longest a task may run: shorter than an item's lease, so a live task never loses its claim.
-TASK_TIME_LIMIT_SECONDS = max(10, min(110, _s.item_lease_seconds - 5))
+#: Longest a send task may run: 110 s, or less when the visibility timeout is short (a task must end,
+#: and its retry countdown run out, well before the broker hands its message to another worker).
+#: A live task keeps its claims for as long as it runs: workers/leases.py renews them.
+TASK_TIME_LIMIT_SECONDS = max(10, min(110, _s.visibility_timeout_seconds - 20))
 TASK_SOFT_TIME_LIMIT_SECONDS = TASK_TIME_LIMIT_SECONDS - 5
 
 #: Reading and planning a large window takes longer than sending one record; it claims no
@@ -70,7 +72,8 @@ task_routes = {
     "ksync.bulk_create_events": {"queue": "bulk"},
 }
 
-beat_schedule = {"ksync.sweep": {"task": "ksync.sweep", "schedule": 60.0, "options": {"expires": 55}}}
+beat_schedule = {"ksync.sweep": {"task": "ksync.sweep", "schedule": float(_s.sweep_interval_seconds),
+                                 "options": {"expires": max(5, _s.sweep_interval_seconds - 1)}}}
 for _shop in _s.shop_ciphers:
     beat_schedule[f"ksync.incremental:{_shop}"] = {
         "task": "ksync.sync_shop",

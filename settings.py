@@ -69,10 +69,14 @@ class Settings:
     #: Share of Klaviyo's limits ksync may use (e.g. 0.8 leaves room for another integration).
     rate_limit_scale: float = 1.0
     visibility_timeout_seconds: int = 3600
-    #: A claimed item is another task's for this long (longer than any task may run).
-    item_lease_seconds: int = 120
-    #: Open items untouched this long get their task sent again by the sweeper.
-    stale_item_seconds: int = 300
+    #: A claim lasts this long unless its task renews it (a live task renews every third of it):
+    #: short, so that work held by a dead worker is sent again within about a minute.
+    item_lease_seconds: int = 30
+    #: A lost task message (never taken up, its run not moving) or a stuck read is sent again after
+    #: this long; each lost item at most once per period.
+    stale_item_seconds: int = 60
+    #: How often beat runs the sweeper (finishes runs, re-sends lost work).
+    sweep_interval_seconds: int = 15
     # Operations
     flower_basic_auth: str = _secret()
     log_level: str = "INFO"
@@ -141,6 +145,7 @@ ENV_NAMES = {
     "visibility_timeout_seconds": "KSYNC_VISIBILITY_TIMEOUT",
     "item_lease_seconds": "KSYNC_ITEM_LEASE_SECONDS",
     "stale_item_seconds": "KSYNC_STALE_ITEM_SECONDS",
+    "sweep_interval_seconds": "KSYNC_SWEEP_SECONDS",
     "flower_basic_auth": "FLOWER_BASIC_AUTH",
     "log_level": "KSYNC_LOG_LEVEL",
     "log_format": "KSYNC_LOG_FORMAT",

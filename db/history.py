@@ -1,10 +1,20 @@
-"""Sync runs and their items: creation, claims, outcomes and the roll-up.
+"""Sync runs and their items: creation, claims, outcomes, stopping, the roll-up and the sweeper's queries.
 
 Counters are never incremented: a run's counters are *computed* from its item
 rows when it finishes, so retries, redelivered tasks and killed workers can
-never make them disagree. Items are claimed with a lease before anything is
-sent: a second copy of a task (redelivery, duplicate enqueue) finds the claim
-and backs off instead of sending twice.
+never make them disagree. Items are claimed with a short lease before anything
+is sent, renewed while the task lives (``workers/leases.py``): a second copy of
+a task (redelivery, duplicate enqueue) finds the claim and backs off instead of
+sending twice, and work held by a dead worker is free again once its lease lapses.
+
+An item ends in one of three ways, by the Singer split of errors:
+
+- ``succeeded``;
+- ``failed``: skippable, the record's own data was refused (listed, replayable with
+  ``ksync retry-failed``; the watermark may pass it);
+- ``unsent``: not delivered for a cause that is not the record's (the run stopped on a
+  fatal error, or a transient cause outlasted the attempts). Not a record failure; the
+  run ends ``failed`` and the watermark stays, so the next sync sends it.
 """
 
 from __future__ import annotations
@@ -13,14 +23,18 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Iterable, Sequence
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, case, func, or_, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from .models import FINAL_RUN_STATUSES, OPEN_ITEM_STATUSES, SyncItem, SyncRun, utcnow
 
-#: Failed items copied into ``sync_runs.error_details`` (the rest are in sync_items).
+#: Failed and unsent items copied into ``sync_runs.error_details`` (the rest are in sync_items).
 ERROR_DETAILS_LIMIT = 50
+#: Run phases, in order: queued -> reading -> planned (items recorded) -> dispatched (their tasks
+#: sent) -> finished. A run finishes only once dispatched; a redelivered sync task resumes from the
+#: phase it finds.
+PHASES = ("queued", "reading", "planned", "dispatched", "finished")
 
 
 def new_run_id() -> str:
@@ -34,7 +48,8 @@ def create_run(session: Session, *, shop: str, sync_type: str, trigger: str, dry
     run = SyncRun(id=run_id or new_run_id(), shop=shop, sync_type=sync_type, trigger=trigger, dry_run=dry_run,
                   window_start=window_start, window_end=window_end, period_key=period_key,
                   parent_run_id=parent_run_id, options=options or {}, status="queued", phase="queued",
-                  orders_read=0, orders_invalid=0, items_total=0, records_synced=0, success_count=0, failed_count=0)
+                  orders_read=0, orders_invalid=0, items_total=0, records_synced=0, success_count=0, failed_count=0,
+                  unsent_count=0)
     session.add(run)
     session.flush()
     return run
@@ -42,9 +57,11 @@ def create_run(session: Session, *, shop: str, sync_type: str, trigger: str, dry
 
 def start_run(session: Session, run: SyncRun, task_id: str | None) -> None:
     run.status = "running"
-    run.phase = "reading"
+    if run.phase == "queued":
+        run.phase = "reading"
     run.celery_task_id = task_id
     run.started_at = run.started_at or utcnow()
+    run.updated_at = utcnow()
 
 
 def insert_items(session: Session, run_id: str, rows: Iterable[dict]) -> None:
@@ -59,6 +76,7 @@ def insert_items(session: Session, run_id: str, rows: Iterable[dict]) -> None:
         row.setdefault("payload", None)
         row.setdefault("error", None)
         row.setdefault("external_ref", None)
+        row.setdefault("fingerprint", None)
         row.setdefault("created_at", now)
         row.setdefault("updated_at", now)
     dialect = session.get_bind().dialect.name
@@ -74,17 +92,26 @@ def item_ids(session: Session, run_id: str, kind: str | None = None, statuses: S
     return list(session.scalars(query.order_by(SyncItem.id)))
 
 
+# Claims and leases -------------------------------------------------------------------------------
+
+
+def _lapsed(now: datetime):
+    return or_(SyncItem.lease_until.is_(None), SyncItem.lease_until < now)
+
+
 def claim_items(session: Session, ids: Sequence[int], owner: str, lease_seconds: float) -> tuple[list[SyncItem], datetime | None]:
-    """Take the items no one else holds. ``owner`` is unique to this execution (task id plus a
-    nonce), so a redelivered copy of the same task is a different owner and backs off.
+    """Take the items no one else holds, each with a lease of ``lease_seconds``. ``owner`` is unique
+    to this execution (task id plus a nonce), so a redelivered copy of the same task is a different
+    owner and backs off. Items of a bulk job in flight (``external_ref``) belong to that job.
 
     Returns the claimed items and, if some are held by a live claim, when the earliest of
     those leases runs out (so the caller can come back then)."""
     now = utcnow()
-    stale = now - timedelta(seconds=lease_seconds)
-    claimable = or_(SyncItem.status == "pending", and_(SyncItem.status == "sending", SyncItem.claimed_at < stale))
+    claimable = or_(SyncItem.status == "pending",
+                    and_(SyncItem.status == "sending", SyncItem.external_ref.is_(None), _lapsed(now)))
     claim = (update(SyncItem).where(SyncItem.id.in_(ids), claimable)
-             .values(status="sending", claimed_by=owner, claimed_at=now, attempts=SyncItem.attempts + 1, updated_at=now))
+             .values(status="sending", claimed_by=owner, claimed_at=now, attempts=SyncItem.attempts + 1,
+                     lease_until=now + timedelta(seconds=lease_seconds), updated_at=now))
     if session.get_bind().dialect.update_returning:  # PostgreSQL, SQLite >= 3.35: one statement
         claimed = sorted(session.scalars(claim.returning(SyncItem).execution_options(populate_existing=True)),
                          key=lambda item: item.id)
@@ -95,34 +122,81 @@ def claim_items(session: Session, ids: Sequence[int], owner: str, lease_seconds:
                                        .execution_options(populate_existing=True)))
     if len(claimed) == len(set(ids)):
         return claimed, None
-    held = list(session.scalars(select(SyncItem.claimed_at).where(
-        SyncItem.id.in_(ids), SyncItem.status == "sending", SyncItem.claimed_by != owner)))
-    lease_ends = min(held) + timedelta(seconds=lease_seconds) if held else None
-    return claimed, lease_ends
+    held = list(session.scalars(select(SyncItem.lease_until).where(
+        SyncItem.id.in_(ids), SyncItem.status == "sending", SyncItem.claimed_by != owner,
+        SyncItem.lease_until.is_not(None))))
+    return claimed, (min(held) if held else None)
 
 
 def _owned(ids: Sequence[int], owner: str):
     return and_(SyncItem.id.in_(ids), SyncItem.status == "sending", SyncItem.claimed_by == owner)
 
 
-def succeed_items(session: Session, ids: Sequence[int], owner: str) -> int:
+def renew_leases(session: Session, ids: Sequence[int], owner: str, lease_seconds: float) -> int:
+    """The heartbeat of a live task: its claims last another ``lease_seconds``."""
     result = session.execute(update(SyncItem).where(_owned(ids, owner))
-                             .values(status="succeeded", error=None, claimed_by=None, updated_at=utcnow())
+                             .values(lease_until=utcnow() + timedelta(seconds=lease_seconds))
                              .execution_options(synchronize_session=False))
     return result.rowcount
 
 
-def fail_items(session: Session, ids: Sequence[int], owner: str, error: str) -> int:
+def set_external_ref(session: Session, ids: Sequence[int], owner: str, ref: str) -> None:
+    session.execute(update(SyncItem).where(_owned(ids, owner)).values(external_ref=ref, updated_at=utcnow())
+                    .execution_options(synchronize_session=False))
+
+
+def extend_job_lease(session: Session, job_id: str, until: datetime) -> None:
+    """A bulk job still running: its items are held (by the job's poller) until ``until``."""
+    session.execute(update(SyncItem).where(SyncItem.external_ref == job_id, SyncItem.status == "sending")
+                    .values(lease_until=until, updated_at=utcnow()).execution_options(synchronize_session=False))
+
+
+# Outcomes ----------------------------------------------------------------------------------------
+
+
+def succeed_items(session: Session, ids: Sequence[int], owner: str) -> int:
+    """Record the owner's items as delivered. An item the run marked ``unsent`` while this task was
+    sending it (the run stopped meanwhile) is recorded too: it did go out."""
+    done = dict(status="succeeded", error=None, claimed_by=None, lease_until=None, updated_at=utcnow())
+    count = session.execute(update(SyncItem).where(_owned(ids, owner)).values(**done)
+                            .execution_options(synchronize_session=False)).rowcount
+    if count < len(ids):
+        late = session.execute(update(SyncItem).where(SyncItem.id.in_(ids), SyncItem.status == "unsent",
+                                                      SyncItem.claimed_by == owner).values(**done)
+                               .execution_options(synchronize_session=False)).rowcount
+        if late:
+            refresh_counters(session, session.scalar(select(SyncItem.run_id).where(SyncItem.id == ids[0])))
+        count += late
+    return count
+
+
+def fail_items(session: Session, ids: Sequence[int], owner: str, error: str, fingerprint: str | None = None) -> int:
+    """Record a record failure (skippable: the record's own data). ``fingerprint`` (a hash of what
+    was sent, for one item) lets later runs recognise the same failure and report it once."""
+    values = dict(status="failed", error=error[:4000], claimed_by=None, lease_until=None, updated_at=utcnow())
+    if fingerprint is not None:
+        values["fingerprint"] = fingerprint
+    result = session.execute(update(SyncItem).where(_owned(ids, owner)).values(**values)
+                             .execution_options(synchronize_session=False))
+    return result.rowcount
+
+
+def unsend_items(session: Session, ids: Sequence[int], owner: str, error: str) -> int:
+    """The items were not delivered for a cause that is not theirs (a transient cause outlasted the
+    attempts): ``unsent``, not failed. The run will end ``failed`` and hold the watermark."""
     result = session.execute(update(SyncItem).where(_owned(ids, owner))
-                             .values(status="failed", error=error[:4000], claimed_by=None, updated_at=utcnow())
+                             .values(status="unsent", error=error[:4000], lease_until=None, updated_at=utcnow())
                              .execution_options(synchronize_session=False))
     return result.rowcount
 
 
 def release_items(session: Session, ids: Sequence[int], owner: str, error: str | None = None,
-                  sent: bool = False) -> int:
-    """Hand items back for a later try. ``sent=False`` gives back the attempt (nothing went out)."""
-    values = {"status": "pending", "claimed_by": None, "updated_at": utcnow(), "error": error[:4000] if error else None}
+                  sent: bool = False, due_by: datetime | None = None) -> int:
+    """Hand items back for a later try. ``sent=False`` gives back the attempt (nothing went out).
+    ``due_by``: when the retry that will take them up should have done so; past it (the worker
+    holding that retry died) the sweeper sends their task again."""
+    values = {"status": "pending", "claimed_by": None, "updated_at": utcnow(), "lease_until": due_by,
+              "error": error[:4000] if error else None}
     if not sent:
         values["attempts"] = SyncItem.attempts - 1
     result = session.execute(update(SyncItem).where(_owned(ids, owner)).values(**values)
@@ -130,30 +204,35 @@ def release_items(session: Session, ids: Sequence[int], owner: str, error: str |
     return result.rowcount
 
 
-def settle_import_job(session: Session, job_id: str, failed: dict[int, str], requeued: Sequence[int]) -> list[SyncItem]:
-    """Record a finished bulk import job in three statements, whatever its size: the rows it
-    refused fail with their errors, ``requeued`` go back to pending, the rest succeed.
-    Returns the items that succeeded."""
+def settle_import_job(session: Session, job_id: str, failed: dict[int, str], requeued: Sequence[int],
+                      fingerprints: dict[int, str] | None = None, unsent: Sequence[int] = (),
+                      unsent_error: str = "") -> list[SyncItem]:
+    """Record a finished bulk import job in a few statements, whatever its size: the rows it refused
+    fail with their errors, ``requeued`` go back to pending (to be sent again), ``unsent`` ran out of
+    attempts, the rest succeed. Returns the items that succeeded."""
     now = utcnow()
     in_job = and_(SyncItem.external_ref == job_id, SyncItem.status == "sending")
+    if unsent:
+        session.execute(update(SyncItem).where(in_job, SyncItem.id.in_(unsent))
+                        .values(status="unsent", error=unsent_error[:4000], lease_until=None, updated_at=now)
+                        .execution_options(synchronize_session=False))
     for item_id, error in failed.items():
         session.execute(update(SyncItem).where(in_job, SyncItem.id == item_id)
-                        .values(status="failed", error=error[:4000], claimed_by=None, updated_at=now)
+                        .values(status="failed", error=error[:4000], claimed_by=None, lease_until=None,
+                                fingerprint=(fingerprints or {}).get(item_id), updated_at=now)
                         .execution_options(synchronize_session=False))
     if requeued:
         session.execute(update(SyncItem).where(in_job, SyncItem.id.in_(requeued))
-                        .values(status="pending", external_ref=None, claimed_by=None, updated_at=now)
+                        .values(status="pending", external_ref=None, claimed_by=None, lease_until=None, updated_at=now)
                         .execution_options(synchronize_session=False))
     succeeded = list(session.scalars(select(SyncItem).where(in_job)))
     session.execute(update(SyncItem).where(in_job)
-                    .values(status="succeeded", error=None, claimed_by=None, updated_at=now)
+                    .values(status="succeeded", error=None, claimed_by=None, lease_until=None, updated_at=now)
                     .execution_options(synchronize_session=False))
     return succeeded
 
 
-def set_external_ref(session: Session, ids: Sequence[int], owner: str, ref: str) -> None:
-    session.execute(update(SyncItem).where(_owned(ids, owner)).values(external_ref=ref, updated_at=utcnow())
-                    .execution_options(synchronize_session=False))
+# The roll-up -------------------------------------------------------------------------------------
 
 
 def has_open_items(session: Session, run_id: str) -> bool:
@@ -169,28 +248,50 @@ def item_counts(session: Session, run_id: str) -> dict[tuple[str, str], int]:
     return {(kind, status): n for kind, status, n in rows}
 
 
+def _outcome(counts: dict[tuple[str, str], int]) -> tuple[int, int, int]:
+    def total(status: str) -> int:
+        return sum(n for (_, s), n in counts.items() if s == status)
+
+    return total("succeeded"), total("failed"), total("unsent")
+
+
+def _failure_details(session: Session, run_id: str) -> list[dict] | None:
+    rows = session.execute(select(SyncItem.kind, SyncItem.key, SyncItem.status, SyncItem.error)
+                           .where(SyncItem.run_id == run_id, SyncItem.status.in_(("failed", "unsent")))
+                           .order_by(SyncItem.id).limit(ERROR_DETAILS_LIMIT))
+    return [{"kind": k, "key": key, "status": st, "error": e} for k, key, st, e in rows] or None
+
+
+def _unsent_reason(session: Session, run_id: str, unsent: int) -> str:
+    last = session.scalar(select(SyncItem.error).where(SyncItem.run_id == run_id, SyncItem.status == "unsent",
+                                                       SyncItem.error.is_not(None))
+                          .order_by(SyncItem.id.desc()).limit(1))
+    return (f"{unsent} record{'s' if unsent != 1 else ''} could not be sent ({last or 'no reason recorded'}); "
+            "the watermark stays, so the next sync sends them")
+
+
 def finalize_if_done(session: Session, run_id: str) -> SyncRun | None:
     """Finish the run if it is dispatched and none of its items is open. Idempotent: only the
-    caller whose UPDATE flips the status gets the run back (to advance the watermark)."""
+    caller whose UPDATE flips the status gets the run back (to advance the watermark).
+
+    ``succeeded`` when every record went out; ``partial`` when some failed for their own data
+    (skippable: listed and replayable); ``failed`` when some could not be sent for another cause
+    (``unsent``): the run says why, and the watermark stays."""
     if has_open_items(session, run_id):  # the common case, and a cheap index probe: check it first
         return None
     run = session.get(SyncRun, run_id)
     if run is None or run.status != "running" or run.phase != "dispatched":
         return None
-    counts = item_counts(session, run_id)
-    succeeded = sum(n for (_, status), n in counts.items() if status == "succeeded")
-    failed = sum(n for (_, status), n in counts.items() if status == "failed")
-    status = "failed" if failed and not succeeded else ("partial" if failed else "succeeded")
-    failures = session.execute(select(SyncItem.kind, SyncItem.key, SyncItem.error)
-                               .where(SyncItem.run_id == run_id, SyncItem.status == "failed")
-                               .order_by(SyncItem.id).limit(ERROR_DETAILS_LIMIT))
-    details = [{"kind": k, "key": key, "error": e} for k, key, e in failures]
+    succeeded, failed, unsent = _outcome(item_counts(session, run_id))
+    status = "failed" if unsent else ("partial" if failed else "succeeded")
     now = utcnow()
     duration = (now - run.started_at).total_seconds() if run.started_at else None
     result = session.execute(update(SyncRun).where(SyncRun.id == run_id, SyncRun.status == "running")
                              .values(status=status, phase="finished", success_count=succeeded, failed_count=failed,
-                                     records_synced=succeeded, finished_at=now, duration_seconds=duration,
-                                     error_details=details or None, updated_at=now)
+                                     unsent_count=unsent, records_synced=succeeded, finished_at=now,
+                                     duration_seconds=duration,
+                                     error=_unsent_reason(session, run_id, unsent) if unsent else None,
+                                     error_details=_failure_details(session, run_id), updated_at=now)
                              .execution_options(synchronize_session=False))
     if result.rowcount != 1:
         return None
@@ -198,14 +299,40 @@ def finalize_if_done(session: Session, run_id: str) -> SyncRun | None:
     return run
 
 
-def fail_run(session: Session, run: SyncRun, error: str) -> None:
-    """A run that could not even read its window (bad credentials, TikTok down past retries)."""
+def refresh_counters(session: Session, run_id: str) -> None:
+    """Recompute a run's counters from its items (a stopped run, or a late outcome after it stopped)."""
+    succeeded, failed, unsent = _outcome(item_counts(session, run_id))
+    session.execute(update(SyncRun).where(SyncRun.id == run_id)
+                    .values(success_count=succeeded, failed_count=failed, unsent_count=unsent,
+                            records_synced=succeeded, error_details=_failure_details(session, run_id))
+                    .execution_options(synchronize_session=False))
+
+
+def stop_run(session: Session, run_id: str, error: str) -> bool:
+    """Stop a run for a fatal cause (a revoked key, a token that cannot be refreshed, a configuration
+    error): ``failed`` with one reason; every record it has not delivered becomes ``unsent`` (not a
+    record failure), and the tasks still queued for them find nothing to claim. The watermark does
+    not move. True if this call stopped it (several tasks may hit the same 401 at once)."""
     now = utcnow()
-    run.status = "failed"
-    run.phase = "finished"
-    run.finished_at = now
-    run.duration_seconds = (now - run.started_at).total_seconds() if run.started_at else None
-    run.error_details = [{"kind": "run", "key": run.shop, "error": error[:4000]}]
+    result = session.execute(update(SyncRun).where(SyncRun.id == run_id, SyncRun.status.in_(("queued", "running")))
+                             .values(status="failed", phase="finished", error=error[:4000], finished_at=now,
+                                     updated_at=now)
+                             .execution_options(synchronize_session=False))
+    if result.rowcount != 1:
+        return False
+    session.execute(update(SyncItem).where(SyncItem.run_id == run_id, SyncItem.status.in_(OPEN_ITEM_STATUSES))
+                    .values(status="unsent", error=f"not sent: the run stopped ({error[:300]})", lease_until=None,
+                            updated_at=now)
+                    .execution_options(synchronize_session=False))
+    run = session.get(SyncRun, run_id)
+    session.refresh(run)
+    if run.started_at:
+        run.duration_seconds = (now - run.started_at).total_seconds()
+    refresh_counters(session, run_id)
+    return True
+
+
+# Reading history ---------------------------------------------------------------------------------
 
 
 def get_run(session: Session, run_id: str) -> SyncRun | None:
@@ -228,13 +355,106 @@ def failed_items(session: Session, run_id: str) -> list[SyncItem]:
                                 .order_by(SyncItem.id)))
 
 
-def stale_items(session: Session, older_than: datetime, limit: int = 5000) -> list[SyncItem]:
-    """Open items of running runs untouched since ``older_than``: their task message may be lost."""
-    return list(session.scalars(
-        select(SyncItem).join(SyncRun, SyncRun.id == SyncItem.run_id)
-        .where(SyncRun.status == "running", SyncRun.phase == "dispatched",
-               SyncItem.status.in_(OPEN_ITEM_STATUSES), SyncItem.updated_at < older_than)
-        .order_by(SyncItem.id).limit(limit)))
+def reported_failures(session: Session, kind_keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], frozenset[str]]:
+    """``(kind, key) -> fingerprints`` of record failures already on file for these records."""
+    from .ledger import chunks
+
+    found: dict[tuple[str, str], set[str]] = {}
+    for chunk in chunks(sorted(set(kind_keys))):
+        rows = session.execute(select(SyncItem.kind, SyncItem.key, SyncItem.fingerprint).where(
+            SyncItem.status == "failed", SyncItem.fingerprint.is_not(None),
+            tuple_(SyncItem.kind, SyncItem.key).in_(chunk)))
+        for kind, key, fingerprint in rows:
+            found.setdefault((kind, key), set()).add(fingerprint)
+    return {k: frozenset(v) for k, v in found.items()}
+
+
+def outstanding_failures(session: Session, limit: int = 50) -> tuple[list[SyncItem], int]:
+    """Record failures not made good since, newest first, one per record (its latest failure), and
+    how many there are: no later item of the same record succeeded, no event of it was delivered,
+    and no order of it was read cleanly into the ledger since."""
+    from sqlalchemy.orm import aliased
+
+    from .models import DeliveredEvent, LedgerOrder
+
+    later = aliased(SyncItem)
+    newest = (select(func.max(later.id)).where(later.kind == SyncItem.kind, later.key == SyncItem.key,
+                                               later.status.in_(("failed", "succeeded")))
+              .scalar_subquery())
+    query = select(SyncItem).where(
+        SyncItem.status == "failed", SyncItem.id == newest,
+        ~select(DeliveredEvent.event_key).where(DeliveredEvent.event_key == SyncItem.key).exists(),
+        ~select(LedgerOrder.order_id).where(SyncItem.kind == "order", LedgerOrder.order_id == SyncItem.key,
+                                            LedgerOrder.updated_at > SyncItem.updated_at).exists())
+    total = session.scalar(select(func.count()).select_from(query.subquery()))
+    return list(session.scalars(query.order_by(SyncItem.id.desc()).limit(limit))), total
+
+
+def is_final(run: SyncRun) -> bool:
+    return run.status in FINAL_RUN_STATUSES
+
+
+# The sweeper's queries ---------------------------------------------------------------------------
+
+
+def last_progress(session: Session, run_id: str) -> datetime | None:
+    """When any of the run's items last changed (an index probe)."""
+    return session.scalar(select(func.max(SyncItem.updated_at)).where(SyncItem.run_id == run_id))
+
+
+def take_lost_items(session: Session, now: datetime, stale_seconds: float, limit: int = 5000) -> list[SyncItem]:
+    """Open items of dispatched runs whose task is presumed lost, taken for a re-send:
+
+    - held items whose lease lapsed: a running task stopped renewing it (its worker died), a retry
+      was not taken up by its due time, or a bulk job stopped being polled;
+    - items never held, of a run none of whose items moved for ``stale_seconds``: their message was
+      lost (Redis restarted without persistence, or a worker died holding it unstarted).
+
+    Each item returned is marked in the same statement that takes it (``lease_until`` = now +
+    ``stale_seconds``; a lapsed claim goes back to pending), so that two sweepers never both take it
+    and it is re-sent at most once per ``stale_seconds``."""
+    stale_before = now - timedelta(seconds=stale_seconds)
+    runs = list(session.scalars(select(SyncRun.id).where(SyncRun.status == "running", SyncRun.phase == "dispatched")))
+    ids: list[int] = []
+    lapsed = and_(SyncItem.lease_until.is_not(None), SyncItem.lease_until < now)
+    for run_id in runs:
+        condition = lapsed
+        progress = last_progress(session, run_id)
+        if progress is not None and progress < stale_before:
+            condition = or_(lapsed, and_(SyncItem.lease_until.is_(None), SyncItem.updated_at < stale_before))
+        ids += session.scalars(select(SyncItem.id).where(SyncItem.run_id == run_id,
+                                                         SyncItem.status.in_(OPEN_ITEM_STATUSES), condition)
+                               .order_by(SyncItem.id).limit(limit - len(ids)))
+        if len(ids) >= limit:
+            break
+    if not ids:
+        return []
+    orphaned = and_(SyncItem.status == "sending", SyncItem.external_ref.is_(None))
+    take = (update(SyncItem)
+            .where(SyncItem.id.in_(ids), SyncItem.status.in_(OPEN_ITEM_STATUSES), _lapsed(now))
+            .values(lease_until=now + timedelta(seconds=stale_seconds), updated_at=now,
+                    status=case((orphaned, "pending"), else_=SyncItem.status),
+                    claimed_by=case((orphaned, None), else_=SyncItem.claimed_by)))
+    return sorted(session.scalars(take.returning(SyncItem).execution_options(populate_existing=True)),
+                  key=lambda item: item.id)
+
+
+def take_stuck_runs(session: Session, stale_before: datetime) -> list[SyncRun]:
+    """Runs that stopped moving before their items were dispatched (their sync task is lost), each
+    taken by a conditional UPDATE of ``updated_at``: restarted once per staleness period, never by
+    two sweepers at once and not on every sweep."""
+    now = utcnow()
+    candidates = list(session.scalars(select(SyncRun.id).where(
+        SyncRun.status.in_(("queued", "running")), SyncRun.phase.in_(("queued", "reading", "planned")),
+        SyncRun.updated_at < stale_before)))
+    taken = []
+    for run_id in candidates:
+        result = session.execute(update(SyncRun).where(SyncRun.id == run_id, SyncRun.updated_at < stale_before,
+                                                       SyncRun.status.in_(("queued", "running")))
+                                 .values(updated_at=now).execution_options(synchronize_session=False))
+        if result.rowcount == 1:
+            taken.append(session.get(SyncRun, run_id))
+    return taken
 
 
 def runs_in(session: Session, statuses: Sequence[str], phase: str | None = None) -> list[SyncRun]:
@@ -242,7 +462,3 @@ def runs_in(session: Session, statuses: Sequence[str], phase: str | None = None)
     if phase:
         query = query.where(SyncRun.phase == phase)
     return list(session.scalars(query))
-
-
-def is_final(run: SyncRun) -> bool:
-    return run.status in FINAL_RUN_STATUSES

@@ -17,13 +17,23 @@ from sqlalchemy.orm import Session
 from tiktok.models import Order
 from workers.mapping import LedgerEntry, is_placed
 
-from .models import OPEN_ITEM_STATUSES, BuyerProfile, DeliveredEvent, LedgerOrder, SyncItem, SyncRun, SyncState, utcnow
+from .models import (
+    OPEN_ITEM_STATUSES,
+    WATERMARK_SYNC_TYPES,
+    BuyerProfile,
+    DeliveredEvent,
+    LedgerOrder,
+    SyncItem,
+    SyncRun,
+    SyncState,
+    utcnow,
+)
 
 ORDERS_STREAM = "orders"
 _CHUNK = 500
 
 
-def _chunks(values: Sequence, size: int = _CHUNK):
+def chunks(values: Sequence, size: int = _CHUNK):
     for start in range(0, len(values), size):
         yield values[start:start + size]
 
@@ -36,7 +46,7 @@ def upsert_orders(session: Session, shop: str, orders: Iterable[Order]) -> int:
     """Store the orders' latest state; an older ``update_time`` never overwrites a newer one."""
     orders = list(orders)
     existing = {}
-    for chunk in _chunks([o.id for o in orders]):
+    for chunk in chunks([o.id for o in orders]):
         existing.update(session.execute(select(LedgerOrder.order_id, LedgerOrder.update_time)
                                         .where(LedgerOrder.order_id.in_(chunk))).all())
     written = 0
@@ -62,7 +72,7 @@ def upsert_orders(session: Session, shop: str, orders: Iterable[Order]) -> int:
 def ledger_entries(session: Session, shop: str, user_ids: Iterable[str]) -> dict[str, list[LedgerEntry]]:
     """Every ledger order of these buyers, as mapping's ``LedgerEntry`` values."""
     result: dict[str, list[LedgerEntry]] = {}
-    for chunk in _chunks(sorted(set(user_ids))):
+    for chunk in chunks(sorted(set(user_ids))):
         rows = session.execute(select(LedgerOrder.order_id, LedgerOrder.user_id, LedgerOrder.status,
                                       LedgerOrder.placed, LedgerOrder.total_amount, LedgerOrder.currency,
                                       LedgerOrder.paid_time, LedgerOrder.create_time)
@@ -73,9 +83,22 @@ def ledger_entries(session: Session, shop: str, user_ids: Iterable[str]) -> dict
     return result
 
 
+def stored_orders(session: Session, shop: str, order_ids: Iterable[str] = (), user_ids: Iterable[str] = ()) -> list[dict]:
+    """The raw TikTok orders the ledger holds for these ids and for every order of these buyers
+    (a replay re-plans from them: the latest state we know, never an older payload)."""
+    found: dict[str, dict] = {}
+    for chunk in chunks(sorted(set(order_ids))):
+        found.update(session.execute(select(LedgerOrder.order_id, LedgerOrder.payload)
+                                     .where(LedgerOrder.shop == shop, LedgerOrder.order_id.in_(chunk))).all())
+    for chunk in chunks(sorted(set(user_ids))):
+        found.update(session.execute(select(LedgerOrder.order_id, LedgerOrder.payload)
+                                     .where(LedgerOrder.shop == shop, LedgerOrder.user_id.in_(chunk))).all())
+    return list(found.values())
+
+
 def ledger_payloads(session: Session, order_ids: Iterable[str]) -> dict[str, dict]:
     result = {}
-    for chunk in _chunks(sorted(set(order_ids))):
+    for chunk in chunks(sorted(set(order_ids))):
         result.update(session.execute(select(LedgerOrder.order_id, LedgerOrder.payload)
                                       .where(LedgerOrder.order_id.in_(chunk))).all())
     return result
@@ -83,7 +106,7 @@ def ledger_payloads(session: Session, order_ids: Iterable[str]) -> dict[str, dic
 
 def delivered_keys(session: Session, keys: Iterable[str]) -> set[str]:
     found: set[str] = set()
-    for chunk in _chunks(sorted(set(keys))):
+    for chunk in chunks(sorted(set(keys))):
         found.update(session.scalars(select(DeliveredEvent.event_key).where(DeliveredEvent.event_key.in_(chunk))))
     return found
 
@@ -91,7 +114,7 @@ def delivered_keys(session: Session, keys: Iterable[str]) -> set[str]:
 def in_flight(session: Session, kind_keys: Iterable[tuple[str, str]], exclude_run: str) -> set[tuple[str, str]]:
     """(kind, key) pairs open (pending or sending) in another run that is still going."""
     found: set[tuple[str, str]] = set()
-    for chunk in _chunks(sorted(set(kind_keys))):
+    for chunk in chunks(sorted(set(kind_keys))):
         rows = session.execute(
             select(SyncItem.kind, SyncItem.key).join(SyncRun, SyncRun.id == SyncItem.run_id)
             .where(tuple_(SyncItem.kind, SyncItem.key).in_(chunk), SyncItem.status.in_(OPEN_ITEM_STATUSES),
@@ -102,7 +125,7 @@ def in_flight(session: Session, kind_keys: Iterable[tuple[str, str]], exclude_ru
 
 def profile_hashes(session: Session, external_ids: Iterable[str]) -> dict[str, str]:
     result = {}
-    for chunk in _chunks(sorted(set(external_ids))):
+    for chunk in chunks(sorted(set(external_ids))):
         result.update(session.execute(select(BuyerProfile.external_id, BuyerProfile.payload_hash)
                                       .where(BuyerProfile.external_id.in_(chunk))).all())
     return result
@@ -146,15 +169,19 @@ def set_watermark(session: Session, shop: str, value: datetime, stream: str = OR
 
 
 def advance_watermark(session: Session, run: SyncRun, stream: str = ORDERS_STREAM) -> datetime | None:
-    """Move the shop's watermark after ``run`` finished, never past unfinished work.
+    """Move the shop's watermark after ``run`` finished, never past work that is not done.
 
-    The watermark moves only if this run's window starts at or before it (coverage
-    is contiguous), to the run's window end, but not beyond the start of any run of
-    the same shop that is still open: those records are not final yet.
+    Only a run that read the shop's whole stream for its window (a scheduled, reconciling or
+    manual sync; never a seed-service call with a status filter, a retry or a dry run) and
+    delivered or skipped every record (``succeeded`` or ``partial``: record failures stay listed
+    and replayable; a ``failed`` run stopped or left records unsent) moves it. It moves only if the
+    run's window starts at or before it (coverage is contiguous), to the run's window end, but not
+    beyond the start of any run of the same shop that is still open.
     """
-    if run.dry_run or run.window_start is None or run.window_end is None:
-        return None
     current = get_watermark(session, run.shop, stream)
+    if (run.dry_run or run.sync_type not in WATERMARK_SYNC_TYPES or run.status not in ("succeeded", "partial")
+            or run.unsent_count or run.window_start is None or run.window_end is None):
+        return current
     if current is not None and run.window_start > current:
         return current
     blockers = list(session.scalars(select(SyncRun.window_start).where(

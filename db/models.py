@@ -41,8 +41,15 @@ BigId = BigInteger().with_variant(Integer(), "sqlite")
 
 RUN_STATUSES = ("queued", "running", "succeeded", "partial", "failed", "skipped")
 FINAL_RUN_STATUSES = ("succeeded", "partial", "failed", "skipped")
-ITEM_STATUSES = ("pending", "sending", "succeeded", "failed", "skipped")
+#: ``failed`` is a record failure (skippable: the record's own data; listed and replayable).
+#: ``unsent`` is a record the run did not deliver for a cause that is not the record's: the run
+#: stopped (a fatal error) or a transient cause outlasted the attempts. It is not a record
+#: failure, and it holds the watermark back: the next sync sends it.
+ITEM_STATUSES = ("pending", "sending", "succeeded", "failed", "skipped", "unsent")
 OPEN_ITEM_STATUSES = ("pending", "sending")
+#: Sync types whose window is the shop's stream of orders read in full, so a finished run may move
+#: the watermark. A seed-service call (status filter, profiles only) or a retry of failures never does.
+WATERMARK_SYNC_TYPES = ("incremental", "reconcile", "manual")
 
 
 def utcnow() -> datetime:
@@ -99,6 +106,10 @@ class SyncRun(Base):
     success_count: Mapped[int] = mapped_column(Integer, default=0)
     failed_count: Mapped[int] = mapped_column(Integer, default=0)
     duration_seconds: Mapped[float | None] = mapped_column(Float)
+    #: Records not delivered for a cause that is not theirs (see ``unsent``); 0 in a finished, clean run.
+    unsent_count: Mapped[int] = mapped_column(Integer, default=0)
+    #: Why the run stopped (status ``failed``), in one line a person can act on.
+    error: Mapped[str | None] = mapped_column(Text)
     error_details: Mapped[dict | list | None] = mapped_column(JSON)
     options: Mapped[dict | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -113,6 +124,7 @@ class SyncItem(Base):
         UniqueConstraint("run_id", "kind", "key", name="uq_sync_items_run_kind_key"),
         Index("ix_sync_items_run_status", "run_id", "status"),
         Index("ix_sync_items_kind_key_status", "kind", "key", "status"),
+        Index("ix_sync_items_run_updated", "run_id", "updated_at"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -130,6 +142,13 @@ class SyncItem(Base):
     external_ref: Mapped[str | None] = mapped_column(String(64))
     claimed_by: Mapped[str | None] = mapped_column(String(64))
     claimed_at: Mapped[datetime | None]
+    #: Whoever holds the item (a running task that renews it, a retry waiting on a worker, a bulk
+    #: job being polled) touches it again before this; once it passes, the holder is presumed gone
+    #: and the sweeper sends the item's task again. None: never held (only just dispatched).
+    lease_until: Mapped[datetime | None]
+    #: Fingerprint of what was planned (payload hash, or the raw order's): a record failure seen
+    #: again unchanged is reported once, not in every later run.
+    fingerprint: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

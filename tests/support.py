@@ -45,3 +45,34 @@ def wait_for_run(run_id: str, timeout: float = 240):
                 return run
         time.sleep(0.5)
     raise AssertionError(f"run {run_id} did not finish within {timeout}s")
+
+
+def valid_orders(stack) -> list:
+    from tiktok import InvalidOrder, parse_order
+
+    return [o for o in (parse_order(raw) for raw in stack.tiktok.orders()) if not isinstance(o, InvalidOrder)]
+
+
+def expected_from(stack):
+    """Events and buyers the mapping rules imply for every valid order the TikTok stand-in holds:
+    ``({event key: event}, {external id: BuyerStats})``."""
+    from workers.mapping import buyer_stats, event_key, external_id, is_placed, ledger_entry, order_events
+
+    orders = valid_orders(stack)
+    events = {event_key(e): e for o in orders for e in order_events(o)}
+    buyers: dict = {}
+    for order in orders:
+        buyers.setdefault(order.user_id, []).append(order)
+    profiles = {external_id(u): buyer_stats(ledger_entry(o) for o in os_) for u, os_ in buyers.items()
+                if any(is_placed(o) for o in os_)}
+    return events, profiles
+
+
+def klaviyo_events(stack) -> dict[str, dict]:
+    """The events the Klaviyo stand-in stores, by our event key; fails if one is stored twice."""
+    keyed = {}
+    for e in stack.klaviyo.state()["events"]:
+        key = f"{e['metric']}|{e['unique_id']}"
+        assert key not in keyed, f"Klaviyo holds {key} twice"
+        keyed[key] = e
+    return keyed

@@ -14,25 +14,26 @@ from datetime import datetime
 
 from db import history
 from db.engine import session_scope
+from settings import get_settings
 
-from .sync import parse_time
+from .sync import WindowError, window_options
+
+__all__ = ["enqueue_sync", "retry_failed", "WindowError"]
 
 
 def enqueue_sync(days_back: float | None = None, since: datetime | str | None = None,
                  until: datetime | str | None = None, dry_run: bool = False, shop: str | None = None,
                  trigger: str = "api") -> str:
-    """Queue a sync of ``shop`` (default: the first configured) and return its run id."""
-    from .tasks import default_shop, sync_shop
+    """Queue a sync of ``shop`` (default: the first configured) and return its run id.
 
+    Raises ``WindowError`` (a ``ValueError`` naming the option) for a window that cannot be read:
+    an unreadable time, ``days_back`` of zero or less, ``since`` not before ``until``, or an
+    ``until`` later than now minus the lag (KSYNC_LAG_SECONDS)."""
+    from .sync import default_shop
+    from .tasks import sync_shop
+
+    options = window_options(days_back, since, until, settings=get_settings())
     shop = shop or default_shop()
-    since_at, until_at = parse_time(since), parse_time(until)
-    if since_at and until_at and since_at >= until_at:
-        raise ValueError("since must be before until")
-    if days_back is not None and days_back <= 0:
-        raise ValueError("days_back must be positive")
-    options = {"days_back": days_back, "since": since_at.isoformat() if since_at else None,
-               "until": until_at.isoformat() if until_at else None}
-    options = {k: v for k, v in options.items() if v is not None}
     with session_scope() as session:
         run = history.create_run(session, shop=shop, sync_type="manual", trigger=trigger, dry_run=dry_run,
                                  options=options)

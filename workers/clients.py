@@ -2,9 +2,9 @@
 
 The Klaviyo client inside a task is tuned for a fleet: its rate limiter is the
 shared Redis one, it waits for a token at most ``KSYNC_LIMITER_MAX_BLOCK_SECONDS``,
-and it does not sleep through a 429 itself (``max_429=0``): the 429 cools the
-bucket down for every worker and the task retries with a countdown instead,
-so no worker slot sits sleeping.
+and it retries nothing itself: a 429 cools the bucket down for every worker, and a
+429, a 5xx or a timeout becomes a task retry with a countdown, so no worker slot
+sits sleeping and a send stays inside its time budget (``send_budget_seconds``).
 """
 
 from __future__ import annotations
@@ -16,10 +16,21 @@ from settings import get_settings
 from tiktok import RedisTokenStore, TikTokShopClient
 from tiktok import RetryPolicy as TikTokRetryPolicy
 
-#: Inside tasks: no in-client 429 retries (the task retries), one quick retry for 5xx and network.
-TASK_RETRY_POLICY = RetryPolicy(max_429=0, max_5xx=1, max_network=1, backoff_base=0.5, backoff_max=5)
-#: Seconds per HTTP request from a task; well inside the task time limit.
-TASK_HTTP_TIMEOUT = 20
+#: Inside tasks: no in-client retries at all; the task retries with a countdown (see above).
+TASK_RETRY_POLICY = RetryPolicy(max_429=0, max_5xx=0, max_network=0, backoff_base=0.5, backoff_max=5)
+#: Seconds per HTTP request from a task (see ``send_budget_seconds``).
+TASK_HTTP_TIMEOUT = 15
+#: The most Klaviyo requests one record's send makes: an upsert whose identifiers conflict (the
+#: upsert, again without the phone, a read of the other profile, the upsert onto it) and a list add.
+MAX_REQUESTS_PER_SEND = 5
+
+
+def send_budget_seconds(settings=None) -> float:
+    """The longest one record's send can take: each request waits at most the limiter's block, then
+    its timeout. Kept under the task's soft time limit, so the soft limit is rare (when it fires
+    anyway, the send is released and retried, never failed)."""
+    settings = settings or get_settings()
+    return MAX_REQUESTS_PER_SEND * (settings.limiter_max_block_seconds + TASK_HTTP_TIMEOUT)
 #: TikTok waits inside a task stay short (about 7 s at most); a longer throttle becomes a task retry.
 TASK_TIKTOK_RETRY = TikTokRetryPolicy(max_rate_limited=3, max_server=2, max_network=2, backoff_base=0.5,
                                       backoff_max=4, jitter=0.3, max_wait=7)

@@ -2,12 +2,15 @@
 
 Every send follows the same steps:
 
-1. claim the item(s) (a lease; a second copy of the task backs off);
-2. if Redis holds the "sent" marker, the send already happened (the database
-   failed right after it): record the success without sending again;
+1. claim the item(s) (a short lease, renewed while the task lives; a second copy of the task
+   backs off);
+2. if Redis holds the "sent" marker, the send already happened (the database failed right after
+   it): record the success without sending again;
 3. send through the client (rate limiter inside);
-4. record the outcome: succeeded, failed with a readable error, or released for
-   a retry whose countdown the caller applies.
+4. record the outcome by what the error means (the Singer split, see ``judge``): delivered;
+   retriable (released for a retry whose countdown the caller applies; after the attempts run
+   out, ``unsent``, never a record failure); fatal (the whole run stops, ``failed`` with one
+   reason, the watermark stays); skippable (a record failure naming the record and its field).
 
 Functions return an ``Outcome``; the Celery task turns ``retry_in`` into
 ``self.retry(countdown=...)``, so nothing here sleeps in a worker slot.
@@ -19,10 +22,13 @@ import logging
 import random
 import re
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Sequence
 
 import redis
+from billiard.exceptions import SoftTimeLimitExceeded
 from sqlalchemy import select
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from db import history, ledger
 from db.engine import session_scope
@@ -30,15 +36,17 @@ from db.models import SyncItem, SyncRun, utcnow
 from klaviyo import (
     KlaviyoAPIError,
     KlaviyoAuthError,
+    KlaviyoNotFoundError,
     KlaviyoRateLimitError,
     KlaviyoValidationError,
     RateLimitTimeout,
 )
-from settings import Settings
+from klaviyo.models import BulkImportJob
+from settings import ConfigError, Settings
 
-from . import clients
+from . import clients, leases
 from .payloads import load_event, load_profile, payload_hash
-from .sync import finish_if_done
+from .sync import finish_if_done, stop
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +91,8 @@ def _backoff(attempts: int) -> float:
     return _jitter(2 ** max(attempts, 1))
 
 
-def _marker(run_id: str, item_id: int) -> str:
-    return f"ksync:sent:{run_id}:{item_id}"
+def _marker(run_id: str, item_id: int, step: str = "sent") -> str:
+    return f"ksync:{step}:{run_id}:{item_id}"
 
 
 def _set_markers(run_id: str, ids: Sequence[int]) -> None:
@@ -111,44 +119,78 @@ def _already_sent(run_id: str, items: Sequence[SyncItem]) -> set[int]:
     return {item_id for item_id, value in zip(ids, values) if value}
 
 
+# What an error means -----------------------------------------------------------------------------
+
+RETRY, STOP, UNSEND, FAIL = "retry", "stop", "unsend", "fail"
+#: Infrastructure the task itself needs: unreachable means "try again", never a record failure.
+INFRASTRUCTURE = (redis.RedisError, OperationalError, InterfaceError)
+
+
 @dataclass(frozen=True)
 class Verdict:
-    retry_in: float | None
-    error: str | None
-    counts_as_attempt: bool
+    """``action``: RETRY (in ``retry_in`` s), STOP (the run: fatal), UNSEND (a transient cause
+    outlasted the attempts), or FAIL (this record: skippable). ``error`` says why in one line."""
+
+    action: str
+    error: str | None = None
+    retry_in: float | None = None
+    counts_as_attempt: bool = True
 
 
-def judge(exc: Exception, attempts: int, settings: Settings) -> Verdict:
-    """Retry later, or fail the record with a readable error?"""
+def auth_reason(exc: KlaviyoAuthError) -> str:
+    """The one line a person needs when Klaviyo refuses the key."""
+    if exc.status == 403:
+        return (f"Klaviyo refused the private key a scope it needs (403: {exc.message}): give KLAVIYO_API_KEY the "
+                "profiles, events, lists, segments, subscriptions and data-privacy scopes")
+    return f"Klaviyo rejected the private key ({exc.status or 401}): check KLAVIYO_API_KEY"
+
+
+def judge(exc: BaseException, attempts: int, settings: Settings) -> Verdict:
+    """Retriable, fatal or skippable? (Singer's split: ``RetriableAPIError``, ``FatalAPIError``,
+    skippable records.) Nothing transient is ever recorded as a record failure."""
     if isinstance(exc, RateLimitTimeout):
-        return Verdict(_jitter(exc.retry_in), None, counts_as_attempt=False)
+        return Verdict(RETRY, retry_in=_jitter(exc.retry_in), counts_as_attempt=False)
     if isinstance(exc, KlaviyoRateLimitError):
-        return Verdict(_jitter(exc.retry_after), None, counts_as_attempt=False)
-    if isinstance(exc, redis.RedisError):
-        return Verdict(_jitter(5), None, counts_as_attempt=False)
+        return Verdict(RETRY, retry_in=_jitter(exc.retry_after), counts_as_attempt=False)
+    if isinstance(exc, INFRASTRUCTURE):
+        return Verdict(RETRY, retry_in=_jitter(5), counts_as_attempt=False)
+    if isinstance(exc, SoftTimeLimitExceeded):  # slow, not wrong: the request may have gone out
+        return Verdict(RETRY, error="the task ran out of time (soft time limit)", retry_in=_jitter(5))
     if isinstance(exc, KlaviyoAuthError):
-        return Verdict(None, f"Klaviyo refused the API key: {exc.message}", counts_as_attempt=True)
+        return Verdict(STOP, error=auth_reason(exc))
+    if isinstance(exc, ConfigError):
+        return Verdict(STOP, error=str(exc))
     if isinstance(exc, KlaviyoAPIError) and exc.retriable:
         if attempts >= settings.max_attempts:
-            return Verdict(None, f"gave up after {attempts} attempts: {exc.message}", counts_as_attempt=True)
-        return Verdict(_backoff(attempts), exc.message, counts_as_attempt=True)
+            return Verdict(UNSEND, error=f"still failing after {attempts} attempts: {exc.message}")
+        return Verdict(RETRY, error=exc.message, retry_in=_backoff(attempts))
     if isinstance(exc, KlaviyoAPIError):
-        return Verdict(None, exc.message, counts_as_attempt=True)
-    return Verdict(None, f"{type(exc).__name__}: {exc}", counts_as_attempt=True)
+        return Verdict(FAIL, error=exc.message)
+    return Verdict(FAIL, error=f"{type(exc).__name__}: {exc}")
 
 
-def _settle(run_id: str, ids: Sequence[int], owner: str, exc: Exception, attempts: int, settings: Settings) -> Outcome:
-    verdict = judge(exc, attempts, settings)
-    with session_scope() as session:
-        if verdict.retry_in is None:
-            history.fail_items(session, ids, owner, verdict.error or str(exc))
-        else:
-            history.release_items(session, ids, owner, error=verdict.error, sent=verdict.counts_as_attempt)
-    if verdict.retry_in is None:
-        log.warning("item(s) %s failed: %s", list(ids)[:5], verdict.error)
-        finish_if_done(run_id)
+def _settle(run_id: str, items: Sequence[SyncItem], owner: str, exc: BaseException, settings: Settings) -> Outcome:
+    ids = [i.id for i in items]
+    verdict = judge(exc, max(i.attempts for i in items), settings)
+    if verdict.action == STOP:
+        log.error("run stopped: %s", verdict.error)
+        stop(run_id, verdict.error)
         return DONE
-    return Outcome(retry_in=verdict.retry_in, reason=type(exc).__name__)
+    with session_scope() as session:
+        if verdict.action == FAIL:
+            fingerprint = payload_hash(items[0].payload) if len(items) == 1 and items[0].payload else None
+            history.fail_items(session, ids, owner, verdict.error, fingerprint)
+        elif verdict.action == UNSEND:
+            history.unsend_items(session, ids, owner, verdict.error)
+        else:
+            due = utcnow() + timedelta(seconds=verdict.retry_in + settings.item_lease_seconds)
+            history.release_items(session, ids, owner, error=verdict.error, sent=verdict.counts_as_attempt,
+                                  due_by=due)
+    if verdict.action == RETRY:
+        return Outcome(retry_in=verdict.retry_in, reason=type(exc).__name__)
+    log.warning("item(s) %s %s: %s", ids[:5], "failed" if verdict.action == FAIL else "not sent", verdict.error)
+    finish_if_done(run_id)
+    return DONE
 
 
 _shops: dict[str, str] = {}
@@ -181,9 +223,10 @@ def send_event(run_id: str, item_id: int, owner: str, settings: Settings) -> Out
     item = claimed[0]
     if not _already_sent(run_id, [item]):
         try:
-            clients.klaviyo().track_event(load_event(item.payload))
-        except Exception as exc:  # judged: retry later or fail with a readable error
-            return _settle(run_id, [item.id], owner, exc, item.attempts, settings)
+            with leases.held(owner, [item.id], settings.item_lease_seconds):
+                clients.klaviyo().track_event(load_event(item.payload))
+        except Exception as exc:  # judged: retry later, stop the run, or fail the record
+            return _settle(run_id, [item], owner, exc, settings)
         _set_markers(run_id, [item.id])
     with session_scope() as session:
         history.succeed_items(session, [item.id], owner)
@@ -193,6 +236,8 @@ def send_event(run_id: str, item_id: int, owner: str, settings: Settings) -> Out
 
 
 def send_profile(run_id: str, item_id: int, owner: str, settings: Settings) -> Outcome:
+    """Upsert one profile, then (with KSYNC_CUSTOMER_LIST) add it to the list. The upsert is
+    remembered in Redis, so a retry after a failed list add does not upsert again."""
     claimed, shop, outcome = _claim(run_id, [item_id], owner, settings)
     if not claimed:
         return outcome
@@ -200,13 +245,17 @@ def send_profile(run_id: str, item_id: int, owner: str, settings: Settings) -> O
     profile_id = None
     if not _already_sent(run_id, [item]):
         try:
-            result = clients.klaviyo().create_or_update_profile(load_profile(item.payload))
-            profile_id = result.profile_id
-            list_id = customer_list_id(settings)
-            if list_id:
-                clients.klaviyo().add_profiles_to_list(list_id, [profile_id])
+            with leases.held(owner, [item.id], settings.item_lease_seconds):
+                profile_id = _upsert_once(run_id, item)
+                list_id = customer_list_id(settings)
+                if list_id:
+                    _add_to_list(list_id, profile_id, settings)
+        except _ListGone:
+            with session_scope() as session:  # counted as an attempt: the upsert did happen
+                history.release_items(session, [item.id], owner, sent=True)
+            return Outcome(retry_in=0.5, reason="customer list gone")
         except Exception as exc:
-            return _settle(run_id, [item.id], owner, exc, item.attempts, settings)
+            return _settle(run_id, [item], owner, exc, settings)
         _set_markers(run_id, [item.id])
     with session_scope() as session:
         history.succeed_items(session, [item.id], owner)
@@ -215,8 +264,36 @@ def send_profile(run_id: str, item_id: int, owner: str, settings: Settings) -> O
     return DONE
 
 
+def _upsert_once(run_id: str, item: SyncItem) -> str:
+    marker = _marker(run_id, item.id, "upserted")
+    cache = clients.redis_client()
+    known = cache.get(marker) if item.attempts > 1 else None
+    if known:
+        return known.decode()
+    profile_id = clients.klaviyo().create_or_update_profile(load_profile(item.payload)).profile_id
+    cache.set(marker, profile_id, ex=SENT_MARKER_TTL)
+    return profile_id
+
+
+class _ListGone(Exception):
+    """The cached customer list no longer exists in Klaviyo (deleted): the cache is dropped."""
+
+
+def _list_cache_key(settings: Settings) -> str:
+    return f"ksync:klaviyo:list:{settings.customer_list_name}"
+
+
+def _add_to_list(list_id: str, profile_id: str, settings: Settings) -> None:
+    try:
+        clients.klaviyo().add_profiles_to_list(list_id, [profile_id])
+    except KlaviyoNotFoundError:
+        clients.redis_client().delete(_list_cache_key(settings))
+        raise _ListGone() from None
+
+
 def customer_list_id(settings: Settings) -> str | None:
-    """The optional "TikTok Shop Customers" list (KSYNC_CUSTOMER_LIST), looked up once and cached in Redis.
+    """The optional "TikTok Shop Customers" list (KSYNC_CUSTOMER_LIST), looked up once and cached in
+    Redis for a day; the cache is dropped when Klaviyo says the list no longer exists.
 
     Membership goes through add-to-list, which leaves consent alone: TikTok buyers are
     never subscribed to marketing.
@@ -224,12 +301,11 @@ def customer_list_id(settings: Settings) -> str | None:
     if not settings.customer_list_name:
         return None
     cache = clients.redis_client()
-    key = f"ksync:klaviyo:list:{settings.customer_list_name}"
-    cached = cache.get(key)
+    cached = cache.get(_list_cache_key(settings))
     if cached:
         return cached.decode()
     list_id = clients.klaviyo().get_or_create_list(settings.customer_list_name).list_id
-    cache.set(key, list_id, ex=24 * 3600)
+    cache.set(_list_cache_key(settings), list_id, ex=24 * 3600)
     return list_id
 
 
@@ -244,22 +320,23 @@ def send_event_batch(run_id: str, item_ids: Sequence[int], owner: str, settings:
         return outcome
     done = _already_sent(run_id, claimed)
     pending = [i for i in claimed if i.id not in done]
-    while pending:
-        try:
-            clients.klaviyo().bulk_create_events([load_event(i.payload) for i in pending])
-        except KlaviyoValidationError as exc:
-            index = exc.index  # the refused event's position in the request
-            if index is None:
-                return _settle(run_id, [i.id for i in pending], owner, exc, max(i.attempts for i in pending), settings)
-            bad = pending.pop(index)
-            with session_scope() as session:
-                history.fail_items(session, [bad.id], owner, exc.message)
-            continue
-        except Exception as exc:
-            return _settle(run_id, [i.id for i in pending], owner, exc, max(i.attempts for i in pending), settings)
-        _set_markers(run_id, [i.id for i in pending])
-        done |= {i.id for i in pending}
-        pending = []
+    with leases.held(owner, [i.id for i in claimed], settings.item_lease_seconds):
+        while pending:
+            try:
+                clients.klaviyo().bulk_create_events([load_event(i.payload) for i in pending])
+            except KlaviyoValidationError as exc:
+                index = exc.index  # the refused event's position in the request
+                if index is None:
+                    return _settle(run_id, pending, owner, exc, settings)
+                bad = pending.pop(index)
+                with session_scope() as session:
+                    history.fail_items(session, [bad.id], owner, exc.message, payload_hash(bad.payload))
+                continue
+            except Exception as exc:
+                return _settle(run_id, pending, owner, exc, settings)
+            _set_markers(run_id, [i.id for i in pending])
+            done |= {i.id for i in pending}
+            pending = []
     sent = [i for i in claimed if i.id in done]
     with session_scope() as session:
         history.succeed_items(session, [i.id for i in sent], owner)
@@ -277,20 +354,26 @@ def send_profile_batch(run_id: str, item_ids: Sequence[int], owner: str, setting
         if not claimed:
             return outcome
         claimed.sort(key=lambda i: i.id)  # job rows in id order: import errors point at row indexes
-        profiles = [load_profile(i.payload) for i in claimed]
-        list_id = customer_list_id(settings)
         try:
-            job = clients.klaviyo().bulk_import_profiles(profiles, list_ids=[list_id] if list_id else ())
+            with leases.held(owner, [i.id for i in claimed], settings.item_lease_seconds):
+                list_id = customer_list_id(settings)
+                job = clients.klaviyo().bulk_import_profiles([load_profile(i.payload) for i in claimed],
+                                                             list_ids=[list_id] if list_id else ())
         except KlaviyoValidationError as exc:
+            if (exc.pointer or "").startswith("/data/relationships/lists"):  # the cached list was deleted
+                clients.redis_client().delete(_list_cache_key(settings))
+                with session_scope() as session:
+                    history.release_items(session, [i.id for i in claimed], owner, sent=False)
+                return Outcome(retry_in=0.5, reason="customer list gone")
             index = exc.index  # the refused row's position in the job
             if index is None:
-                return _settle(run_id, [i.id for i in claimed], owner, exc, claimed[0].attempts, settings)
+                return _settle(run_id, claimed, owner, exc, settings)
             with session_scope() as session:
-                history.fail_items(session, [claimed[index].id], owner, exc.message)
+                history.fail_items(session, [claimed[index].id], owner, exc.message, payload_hash(claimed[index].payload))
                 history.release_items(session, [i.id for i in claimed if i is not claimed[index]], owner)
             return Outcome(retry_in=0.5, reason="invalid row removed")
         except Exception as exc:
-            return _settle(run_id, [i.id for i in claimed], owner, exc, claimed[0].attempts, settings)
+            return _settle(run_id, claimed, owner, exc, settings)
         job_id = job.job_id
         with session_scope() as session:
             history.set_external_ref(session, [i.id for i in claimed], owner, job_id)
@@ -305,36 +388,88 @@ def _job_of(item_ids: Sequence[int]) -> str | None:
 
 
 def _finish_import_job(run_id: str, job_id: str, settings: Settings) -> Outcome:
-    """Poll the job briefly; when complete, map its import errors back to our rows."""
+    """Poll the job briefly; when it ends, account for every row (see ``account_for_rows``)."""
     client = clients.klaviyo()
     try:
         job = client.wait_for_bulk_import(job_id, timeout=BULK_POLL_SECONDS, poll=0.5)
+        errors = list(client.get_bulk_import_errors(job_id)) if job.done and job.failed_count else []
     except Exception as exc:
         verdict = judge(exc, 0, settings)
-        return Outcome(retry_in=verdict.retry_in or _jitter(5), reason=type(exc).__name__)
+        if verdict.action == STOP:
+            stop(run_id, verdict.error)
+            return DONE
+        return _job_pending(job_id, verdict.retry_in or _jitter(5), type(exc).__name__, settings)
     if not job.done:
-        return Outcome(retry_in=_jitter(3), reason="job running")
-    try:
-        errors = list(client.get_bulk_import_errors(job_id)) if job.failed_count else []
-    except Exception as exc:
-        return Outcome(retry_in=judge(exc, 0, settings).retry_in or _jitter(5), reason=type(exc).__name__)
+        return _job_pending(job_id, _jitter(3), "job running", settings)
     with session_scope() as session:
         items = list(session.scalars(select(SyncItem).where(SyncItem.external_ref == job_id,
                                                             SyncItem.status == "sending").order_by(SyncItem.id)))
-        errors_by_item = _rows_with_errors(items, errors)
-        conflicts = [i for i, error in errors_by_item.items() if CONFLICT_CODE in error]
-        failed = {i: error for i, error in errors_by_item.items() if i not in conflicts}
-        succeeded = history.settle_import_job(session, job_id, failed, conflicts)
+        rows = account_for_rows(items, job, errors)
+        fingerprints = {i.id: payload_hash(i.payload) for i in items if i.id in rows.failed}
+        attempts = {i.id: i.attempts for i in items}
+        spent = [i for i in rows.resend if attempts[i] >= settings.max_attempts]
+        succeeded = history.settle_import_job(
+            session, job_id, rows.failed, [*rows.conflicts, *(i for i in rows.resend if i not in spent)], fingerprints,
+            unsent=spent, unsent_error=f"still unaccounted for after {settings.max_attempts} import jobs: {rows.why}")
+        rows = RowAccount(rows.failed, rows.conflicts, [i for i in rows.resend if i not in spent], rows.why)
         ledger.record_profiles(session, _shop_of(session, run_id), run_id,
                                [(i.key, None, payload_hash(i.payload)) for i in succeeded])
+    if rows.resend:
+        log.warning("bulk import job %s: %s; %d row(s) sent again", job_id, rows.why, len(rows.resend))
+        return Outcome(retry_in=_jitter(1), reason=rows.why, resend_single=tuple(rows.conflicts))
     finish_if_done(run_id)
-    return Outcome(resend_single=tuple(conflicts)) if conflicts else DONE
+    return Outcome(resend_single=tuple(rows.conflicts)) if rows.conflicts else DONE
 
 
-def _rows_with_errors(items: list[SyncItem], errors) -> dict[int, str]:
+def _job_pending(job_id: str, retry_in: float, reason: str, settings: Settings) -> Outcome:
+    """The job is still running (or could not be read): its rows stay held until the next poll is due."""
+    with session_scope() as session:
+        history.extend_job_lease(session, job_id, utcnow() + timedelta(seconds=retry_in + settings.item_lease_seconds))
+    return Outcome(retry_in=retry_in, reason=reason)
+
+
+@dataclass(frozen=True)
+class RowAccount:
+    """What a finished import job did with each of our rows: ``failed`` (item id -> Klaviyo's error),
+    ``conflicts`` (to the single upsert), ``resend`` (not known to be imported: sent again), the rest
+    imported. ``why`` says why rows are re-sent."""
+
+    failed: dict[int, str]
+    conflicts: list[int]
+    resend: list[int]
+    why: str = ""
+
+
+def account_for_rows(items: list[SyncItem], job: BulkImportJob, errors: list) -> RowAccount:
+    """Account for every row of a finished job; a row is taken as imported only when the job's own
+    counts prove it. A cancelled job imported nothing we can count on; a job whose completed and
+    failed counts do not add up to our rows, or an import error we cannot tie to a row, leaves
+    every row without an error of its own unaccounted: those are sent again (a profile import
+    is an upsert, so a row imported twice is harmless; a row never imported would be lost)."""
+    matched, unmatched = _rows_with_errors(items, errors)
+    conflicts = [i for i, error in matched.items() if CONFLICT_CODE in error]
+    failed = {i: error for i, error in matched.items() if i not in conflicts}
+    rest = [i.id for i in items if i.id not in matched]
+    if job.status == "cancelled":
+        return RowAccount({}, [], [i.id for i in items], why="the job was cancelled")
+    reasons = []
+    if job.completed_count + job.failed_count != len(items):
+        reasons.append(f"{job.completed_count} completed + {job.failed_count} failed != {len(items)} rows")
+    if unmatched:
+        reasons.append(f"{unmatched} import error(s) name no row we sent")
+    if len(errors) != job.failed_count:
+        reasons.append(f"{len(errors)} import errors for {job.failed_count} failed rows")
+    if reasons:
+        return RowAccount(failed, conflicts, rest, why="; ".join(reasons))
+    return RowAccount(failed, conflicts, [])
+
+
+def _rows_with_errors(items: list[SyncItem], errors) -> tuple[dict[int, str], int]:
     """Import errors point at rows (``/data/attributes/profiles/data/<i>/...``) in the order we
-    sent them (item id order); fall back to matching the original payload's identifiers."""
+    sent them (item id order); fall back to matching the original payload's identifiers.
+    Returns the errors by item id, and how many errors matched no row."""
     failed: dict[int, str] = {}
+    unmatched = 0
     by_identifier = {}
     for item in items:
         for field in ("external_id", "email", "phone_number"):
@@ -349,7 +484,8 @@ def _rows_with_errors(items: list[SyncItem], errors) -> dict[int, str]:
                 target = by_identifier.get((field, error.original_payload.get(field)))
                 if target:
                     break
-        if target is not None:
+        if target is None:
+            unmatched += 1
+        else:
             failed[target.id] = message
-    return failed
-
+    return failed, unmatched

@@ -38,6 +38,13 @@ class KnownState:
     delivered: frozenset[str] = frozenset()                               # event keys Klaviyo confirmed
     in_flight: frozenset[tuple[str, str]] = frozenset()                   # (kind, key) open in other runs
     profile_hashes: dict[str, str] = field(default_factory=dict)          # external_id -> fingerprint
+    #: (kind, key) -> fingerprints of record failures on file: the same record, unchanged, is not
+    #: planned (and failed) again in every later run; it stays listed in the run that failed it.
+    reported: dict[tuple[str, str], frozenset[str]] = field(default_factory=dict)
+
+    def already_failing(self, kind: str, key: str, payload: dict) -> bool:
+        fingerprints = self.reported.get((kind, key))
+        return bool(fingerprints) and payload_hash(payload) in fingerprints
 
 
 @dataclass(frozen=True)
@@ -48,6 +55,7 @@ class Plan:
     already_delivered: int
     unchanged_profiles: int
     in_flight_elsewhere: int
+    already_failing: int = 0
 
     @property
     def items(self) -> list[PlannedItem]:
@@ -78,7 +86,7 @@ def plan_window(orders: Iterable[Order], known: KnownState) -> Plan:
     for order in window:
         by_buyer.setdefault(order.user_id, []).append(order)
 
-    events, delivered, elsewhere = [], 0, 0
+    events, delivered, elsewhere, failing = [], 0, 0, 0
     for order in window:
         for event in order_events(order):
             key = event_key(event)
@@ -87,7 +95,11 @@ def plan_window(orders: Iterable[Order], known: KnownState) -> Plan:
             elif (EVENT, key) in known.in_flight:
                 elsewhere += 1
             else:
-                events.append(PlannedItem(EVENT, key, event_payload(event)))
+                payload = event_payload(event)
+                if known.already_failing(EVENT, key, payload):
+                    failing += 1
+                else:
+                    events.append(PlannedItem(EVENT, key, payload))
 
     profiles, unchanged = [], 0
     for user_id, buyer_orders in by_buyer.items():
@@ -103,8 +115,10 @@ def plan_window(orders: Iterable[Order], known: KnownState) -> Plan:
             unchanged += 1
         elif (PROFILE, key) in known.in_flight:
             elsewhere += 1
+        elif known.already_failing(PROFILE, key, payload):
+            failing += 1
         else:
             profiles.append(PlannedItem(PROFILE, key, payload, fingerprint))
 
     return Plan(orders=window, profiles=profiles, events=events, already_delivered=delivered,
-                unchanged_profiles=unchanged, in_flight_elsewhere=elsewhere)
+                unchanged_profiles=unchanged, in_flight_elsewhere=elsewhere, already_failing=failing)

@@ -3,6 +3,8 @@
 The window runs from the watermark minus a lookback to now minus a small lag
 (TikTok's ``update_time`` can land a little late), as a Singer bookmark would:
 the edge is read again, and deterministic ``unique_id``s make that harmless.
+A window never ends after now minus the lag: a later end would let the watermark
+run ahead of what TikTok can have written, and the next syncs would read nothing.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from db import history, ledger
 from db.engine import session_scope
 from db.models import SyncRun, utcnow
-from settings import Settings
+from settings import ConfigError, Settings
 from tiktok.models import InvalidOrder, Order
 
 from .planning import EVENT, ORDER, PROFILE, KnownState, Plan, plan_window
@@ -26,8 +28,9 @@ from .schedules import period_key
 
 log = logging.getLogger(__name__)
 
-#: How often (in orders) the run's ``orders_read`` is written while paging, for live progress.
-PROGRESS_EVERY = 500
+#: How often (in orders: a page) the run's ``orders_read`` is written while paging, for live
+#: progress and as the read's heartbeat (the sweeper restarts a read that stops moving).
+PROGRESS_EVERY = 100
 
 
 @dataclass(frozen=True)
@@ -36,21 +39,62 @@ class Window:
     end: datetime
 
 
-def parse_time(value) -> datetime | None:
-    """ISO-8601 text (task arguments are JSON) or a datetime -> aware UTC datetime."""
+class WindowError(ValueError):
+    """A sync window that cannot be read as asked: the message names the option and the limit."""
+
+
+def parse_time(value, option: str = "time") -> datetime | None:
+    """ISO-8601 text (task arguments are JSON) or a datetime -> aware UTC datetime (naive means UTC)."""
     if value is None or value == "":
         return None
     if isinstance(value, datetime):
         parsed = value
     else:
-        parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        try:
+            parsed = datetime.fromisoformat(str(value).strip().replace("Z", "+00:00"))
+        except ValueError:
+            raise WindowError(f"{option} {value!r} is not an ISO-8601 time (e.g. 2026-11-01T00:00:00Z)") from None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
 
+def window_options(days_back=None, since=None, until=None, *, settings: Settings, now: datetime | None = None) -> dict:
+    """Check a sync's window options and return them as task arguments (ISO-8601 text).
+
+    Refused, with a ``WindowError`` naming the option: an unreadable time, ``--days-back`` of zero
+    or less, ``--since`` at or after ``--until``, and an ``--until`` later than now minus the lag
+    (KSYNC_LAG_SECONDS): the watermark would move past what TikTok can have written yet, and the
+    next syncs would read nothing."""
+    now = now or utcnow()
+    since_at, until_at = parse_time(since, "--since"), parse_time(until, "--until")
+    limit = now - timedelta(seconds=settings.lag_seconds)
+    if days_back is not None:
+        try:
+            days_back = float(days_back)
+        except (TypeError, ValueError):
+            raise WindowError(f"--days-back must be a number of days, got {days_back!r}") from None
+        if not days_back > 0:
+            raise WindowError(f"--days-back must be more than 0, got {days_back:g}")
+        if since_at:
+            raise WindowError("give --days-back or --since, not both")
+    if until_at and until_at > limit:
+        raise WindowError(f"--until {until_at:%Y-%m-%dT%H:%M:%SZ} is later than now minus the lag "
+                          f"({limit:%Y-%m-%dT%H:%M:%SZ}, KSYNC_LAG_SECONDS={settings.lag_seconds}); "
+                          "leave --until out to read up to then")
+    start = since_at or (now - timedelta(days=days_back) if days_back else None)
+    if start and start >= (until_at or limit):
+        raise WindowError(f"--since {start:%Y-%m-%dT%H:%M:%SZ} is not before --until "
+                          f"{(until_at or limit):%Y-%m-%dT%H:%M:%SZ}")
+    options = {"days_back": days_back, "since": since_at.isoformat() if since_at else None,
+               "until": until_at.isoformat() if until_at else None}
+    return {k: v for k, v in options.items() if v is not None}
+
+
 def compute_window(run: SyncRun, watermark: datetime | None, settings: Settings, now: datetime) -> Window:
-    """The [start, end) of ``update_time`` this run reads."""
+    """The [start, end) of ``update_time`` this run reads. The end is capped at now minus the lag,
+    whatever ``until`` a caller of ``send_task`` gave."""
     options = run.options or {}
-    end = parse_time(options.get("until")) or now - timedelta(seconds=settings.lag_seconds)
+    limit = now - timedelta(seconds=settings.lag_seconds)
+    end = min(parse_time(options.get("until"), "until") or limit, limit)
     since = parse_time(options.get("since"))
     if since:
         start = since
@@ -65,15 +109,27 @@ def compute_window(run: SyncRun, watermark: datetime | None, settings: Settings,
     return Window(start=min(start, end), end=end)
 
 
-def create_or_get_run(*, shop: str, sync_type: str, trigger: str, dry_run: bool, options: dict,
+def default_shop() -> str:
+    """The first shop of TIKTOK_SHOP_CIPHER."""
+    from settings import get_settings
+
+    shops = get_settings().shop_ciphers
+    if not shops:
+        raise ConfigError("TIKTOK_SHOP_CIPHER is not set; it names the shop(s) to sync")
+    return shops[0]
+
+
+def create_or_get_run(*, shop: str | None, sync_type: str, trigger: str, dry_run: bool, options: dict,
                       run_id: str | None, settings: Settings) -> SyncRun | None:
-    """The run row for this task. Beat runs are deduplicated per period: a second beat's
-    firing in the same period finds the unique (shop, type, period) taken and returns None."""
+    """The run row for this task (a new one for ``shop``, default the first configured). Beat runs
+    are deduplicated per period: a second beat's firing in the same period finds the unique
+    (shop, type, period) taken and returns None."""
     with session_scope() as session:
         if run_id:
             run = session.get(SyncRun, run_id)
             if run is not None:
                 return run
+        shop = shop or default_shop()
         period = None
         if trigger == "beat":
             seconds = settings.sync_interval_seconds if sync_type == "incremental" else 86400
@@ -88,10 +144,11 @@ def create_or_get_run(*, shop: str, sync_type: str, trigger: str, dry_run: bool,
 
 
 def begin(run_id: str, task_id: str | None, settings: Settings) -> Window | None:
-    """Mark the run started and fix its window. None if the run already finished."""
+    """Mark the run started and fix its window. None if there is nothing to read: the run
+    finished, or a redelivered task finds it already planned."""
     with session_scope() as session:
         run = session.get(SyncRun, run_id)
-        if run is None or history.is_final(run):
+        if run is None or history.is_final(run) or run.phase in ("planned", "dispatched"):
             return None
         history.start_run(session, run, task_id)
         if run.window_start is None or run.window_end is None:
@@ -103,14 +160,15 @@ def begin(run_id: str, task_id: str | None, settings: Settings) -> Window | None
 def read_window(client, run_id: str, window: Window, heartbeat=None) -> tuple[list[Order], list[InvalidOrder]]:
     """Page through TikTok's orders updated in the window; invalid ones are kept apart.
 
-    ``heartbeat`` (the single-flight lock's extension) is called every page."""
+    ``heartbeat`` (the single-flight lock's extension) is called every page, and the run's
+    progress is written every page too: it tells the sweeper the read is alive."""
     orders: list[Order] = []
     invalid: list[InvalidOrder] = []
     for count, order in enumerate(client.search_orders(window.start, window.end), start=1):
         (invalid if isinstance(order, InvalidOrder) else orders).append(order)
-        if count % 100 == 0 and heartbeat:
-            heartbeat()
         if count % PROGRESS_EVERY == 0:
+            if heartbeat:
+                heartbeat()
             _progress(run_id, count, len(invalid))
     _progress(run_id, len(orders) + len(invalid), len(invalid))
     return orders, invalid
@@ -120,59 +178,104 @@ def _progress(run_id: str, read: int, invalid: int) -> None:
     with session_scope() as session:
         run = session.get(SyncRun, run_id)
         run.orders_read, run.orders_invalid = read, invalid
+        run.updated_at = utcnow()
 
 
-def known_state(session, shop: str, run_id: str, orders: list[Order]) -> KnownState:
-    """Snapshot of our own state for the buyers and events this window touches."""
+def known_state(session, shop: str, run_id: str, orders: list[Order], replay: bool = False) -> KnownState:
+    """Snapshot of our own state for the buyers and events this window touches. A ``replay`` (of
+    a run's failures) ignores the failures on file: sending those again is its point."""
     from .mapping import event_key, external_id, order_events
 
     user_ids = {o.user_id for o in orders}
     event_keys = {event_key(e) for o in orders for e in order_events(o)}
     profile_keys = {external_id(u) for u in user_ids}
-    candidates = {(EVENT, k) for k in event_keys} | {(PROFILE, k) for k in profile_keys}
+    delivered = frozenset(ledger.delivered_keys(session, event_keys))
+    candidates = {(EVENT, k) for k in event_keys - delivered} | {(PROFILE, k) for k in profile_keys}
     return KnownState(
         ledger=ledger.ledger_entries(session, shop, user_ids),
-        delivered=frozenset(ledger.delivered_keys(session, event_keys)),
+        delivered=delivered,
         in_flight=frozenset(ledger.in_flight(session, candidates, exclude_run=run_id)),
         profile_hashes=ledger.profile_hashes(session, profile_keys),
+        reported={} if replay else history.reported_failures(session, candidates),
     )
 
 
-def record_plan(run_id: str, orders: list[Order], invalid: list[InvalidOrder], extra_items: list[dict] = ()) -> Plan:
+def record_plan(run_id: str, orders: list[Order], invalid: list[InvalidOrder], only: set[tuple[str, str]] | None = None,
+                replay: bool = False) -> Plan:
     """Plan the window against our state and record it: ledger, failed orders, items to send.
 
     In a dry run the ledger is left alone and the items are recorded as ``skipped``:
-    the history shows exactly what would have been sent. ``extra_items`` are item rows
-    planned elsewhere (a retry of another run's failures).
-    """
+    the history shows exactly what would have been sent. ``only`` restricts the items to these
+    (kind, key) pairs (a retry of another run's failures, re-planned from the current ledger).
+
+    An order that fails validation exactly as it did in an earlier run (same fingerprint) is not
+    recorded again: it stays listed, once, in the run that first met it (``ksync failures``)."""
     with session_scope() as session:
         run = session.get(SyncRun, run_id)
-        plan = plan_window(orders, known_state(session, run.shop, run_id, orders))
+        plan = plan_window(orders, known_state(session, run.shop, run_id, orders, replay=replay))
+        items = [i for i in plan.items if only is None or (i.kind, i.key) in only]
         if not run.dry_run:
             ledger.upsert_orders(session, run.shop, plan.orders)
-        history.insert_items(session, run_id, [
-            {"kind": ORDER, "key": invalid_key(bad), "status": "failed", "error": bad.error,
-             "payload": {"field": bad.field}} for bad in invalid])
+        bad_rows = [{"kind": ORDER, "key": invalid_key(bad), "status": "failed", "error": bad.error,
+                     "payload": {"field": bad.field}, "fingerprint": invalid_fingerprint(bad)} for bad in invalid]
+        known = {} if replay else history.reported_failures(session, [(ORDER, row["key"]) for row in bad_rows])
+        fresh = [row for row in bad_rows if row["fingerprint"] not in known.get((ORDER, row["key"]), ())]
+        history.insert_items(session, run_id, fresh)
         status = "skipped" if run.dry_run else "pending"
         history.insert_items(session, run_id, [
-            {"kind": item.kind, "key": item.key, "status": status, "payload": item.payload} for item in plan.items])
-        history.insert_items(session, run_id, [dict(row, status=status) for row in extra_items])
-        run.phase = "dispatched"
-        run.items_total = len(plan.items) + len(invalid) + len(extra_items)
+            {"kind": item.kind, "key": item.key, "status": status, "payload": item.payload} for item in items])
+        run.phase = "planned"
+        run.updated_at = utcnow()
+        run.items_total = len(items) + len(fresh)
         run.options = (run.options or {}) | {
             "already_delivered": plan.already_delivered, "unchanged_profiles": plan.unchanged_profiles,
-            "in_flight_elsewhere": plan.in_flight_elsewhere}
+            "in_flight_elsewhere": plan.in_flight_elsewhere,
+            "already_failing": plan.already_failing + len(bad_rows) - len(fresh)}
     log.info("planned %d profiles and %d events (%d invalid orders, %d events already delivered)",
-             len(plan.profiles), len(plan.events), len(invalid), plan.already_delivered)
+             sum(1 for i in items if i.kind == PROFILE), sum(1 for i in items if i.kind == EVENT), len(invalid),
+             plan.already_delivered)
     return plan
+
+
+def replan_failures(run_id: str, shop: str, failed: list[tuple[str, str]], client) -> Plan:
+    """Plan a retry of ``failed`` (kind, key) records from what we know now: profiles and events
+    from the ledger's latest orders (so a replay never sends an older payload over newer data, and
+    skips what a later run delivered), orders we could not read fetched from TikTok again."""
+    from tiktok import parse_order
+
+    from .mapping import event_key, external_id, is_placed, order_events
+
+    order_ids = [key for kind, key in failed if kind == ORDER and not key.startswith("unreadable:")]
+    fetched, invalid = [], []
+    for order in client.get_orders(order_ids) if order_ids else []:
+        (invalid if isinstance(order, InvalidOrder) else fetched).append(order)
+    wanted = {(kind, key) for kind, key in failed if kind in (EVENT, PROFILE)}
+    event_orders = {key.split("|", 1)[1].split(":", 1)[0] for kind, key in wanted if kind == EVENT and "|" in key}
+    buyers = {key.removeprefix("tiktok:") for kind, key in wanted if kind == PROFILE and key.startswith("tiktok:")}
+    with session_scope() as session:
+        stored = [parse_order(raw) for raw in ledger.stored_orders(session, shop, event_orders, buyers)]
+    orders = [o for o in stored if not isinstance(o, InvalidOrder)] + fetched
+    only = (wanted | {(EVENT, event_key(e)) for o in fetched for e in order_events(o)}
+            | {(PROFILE, external_id(o.user_id)) for o in fetched if is_placed(o)})
+    return record_plan(run_id, orders, invalid, only=only, replay=True)
+
+
+def mark_dispatched(run_id: str) -> None:
+    """Every item's task is sent: from now on the run can finish (and a redelivered sync task
+    finds nothing left to do)."""
+    with session_scope() as session:
+        run = session.get(SyncRun, run_id)
+        if run is not None and run.phase == "planned":
+            run.phase = "dispatched"
+
+
+def invalid_fingerprint(bad: InvalidOrder) -> str:
+    return hashlib.sha256(json.dumps(bad.raw, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def invalid_key(bad: InvalidOrder) -> str:
     """The item key of an order we could not read: its id, or a fingerprint of it when the id itself is bad."""
-    if bad.order_id:
-        return bad.order_id
-    digest = hashlib.sha256(json.dumps(bad.raw, sort_keys=True, default=str).encode()).hexdigest()[:16]
-    return f"unreadable:{digest}"
+    return bad.order_id or f"unreadable:{invalid_fingerprint(bad)[:16]}"
 
 
 def finish_if_done(run_id: str) -> SyncRun | None:
@@ -186,13 +289,28 @@ def finish_if_done(run_id: str) -> SyncRun | None:
         run = history.finalize_if_done(session, run_id)
         if run is not None:
             ledger.advance_watermark(session, run)
-            log.info("run %s finished: %s (%d succeeded, %d failed)", run_id, run.status, run.success_count,
-                     run.failed_count)
+            report(run)
         return run
 
 
-def fail(run_id: str, error: str) -> None:
+def report(run: SyncRun) -> None:
+    """One log line per finished run, at the level its outcome deserves."""
+    summary = (f"run {run.id} {run.status}: {run.success_count} records synced, {run.failed_count} failed"
+               + (f", {run.unsent_count} not sent" if run.unsent_count else ""))
+    if run.status == "failed":
+        log.error("%s: %s", summary, run.error)
+    elif run.status == "partial":
+        log.warning("%s (see `ksync show %s`)", summary, run.id[:8])
+    else:
+        log.info(summary)
+
+
+def stop(run_id: str, error: str) -> None:
+    """Stop the run for a fatal cause: ``failed`` with ``error``, what it did not send ``unsent``,
+    the watermark where it was (the next sync resumes from it)."""
     with session_scope() as session:
-        run = session.get(SyncRun, run_id)
-        if run is not None and not history.is_final(run):
-            history.fail_run(session, run, error)
+        stopped = history.stop_run(session, run_id, error)
+        run = session.get(SyncRun, run_id) if stopped else None
+    if run is not None:
+        report(run)
+

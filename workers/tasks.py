@@ -25,19 +25,17 @@ from datetime import timedelta
 
 import redis
 from billiard.exceptions import SoftTimeLimitExceeded
-from sqlalchemy import update
 from sqlalchemy.exc import InterfaceError, OperationalError
 
-from db import history, ledger
+from db import history
 from db.engine import session_scope
-from db.models import SyncItem, SyncRun, utcnow
+from db.models import SyncRun, utcnow
 from settings import ConfigError, get_settings
-from tiktok import InvalidOrder, TikTokAPIError
+from tiktok import TikTokAPIError, TikTokAuthError, TikTokSignatureError
 
 from . import clients, delivery, locks, sync
 from .app import app
-from .payloads import payload_hash
-from .planning import EVENT, ORDER, PROFILE
+from .planning import EVENT, PROFILE
 
 log = logging.getLogger(__name__)
 
@@ -53,60 +51,56 @@ def _countdown(seconds: float) -> float:
     return min(delivery.max_countdown(), seconds * random.uniform(1.0, 1.3))
 
 
-def default_shop() -> str:
-    shops = get_settings().shop_ciphers
-    if not shops:
-        raise ConfigError("TIKTOK_SHOP_CIPHER is not set; it names the shop(s) to sync")
-    return shops[0]
-
-
 @app.task(name="ksync.sync_shop", bind=True, max_retries=None)
 def sync_shop(self, shop: str | None = None, trigger: str = "api", sync_type: str = "manual",
               days_back: float | None = None, since: str | None = None, until: str | None = None,
               dry_run: bool = False, run_id: str | None = None) -> str | None:
-    """Sync one shop's window to Klaviyo. Returns the run id (None for a duplicate beat)."""
+    """Sync one shop's window to Klaviyo. Returns the run id (None for a duplicate beat).
+
+    Resumable: a redelivered copy (or one the sweeper sends for a stuck run) picks the run up
+    at the phase it finds: reads again, dispatches what was planned, or only checks the finish."""
     settings = get_settings()
-    shop = shop or default_shop()
     options = {k: v for k, v in (("days_back", days_back), ("since", since), ("until", until)) if v}
     run = None
     try:
-        run = sync.create_or_get_run(shop=shop, sync_type=sync_type, trigger=trigger, dry_run=dry_run,
-                                     options=options, run_id=run_id, settings=settings)
+        run = sync.create_or_get_run(shop=shop, sync_type=sync_type,
+                                     trigger=trigger, dry_run=dry_run, options=options, run_id=run_id, settings=settings)
         if run is None:
             return None
-        if run.phase == "dispatched":  # redelivered after planning: only the sending is left
-            dispatch(run.id)
-            sync.finish_if_done(run.id)
+        if run.sync_type == "retry":  # a retry run sent here by mistake: it has its own task
+            retry_failed.apply_async((run.parent_run_id, run.id))
             return run.id
         window = sync.begin(run.id, self.request.id, settings)
-        if window is None:
-            return run.id
-        with locks.single_flight(clients.redis_client(), shop, ttl=settings.item_lease_seconds) as heartbeat:
-            orders, invalid = sync.read_window(clients.tiktok(shop), run.id, window, heartbeat)
-            heartbeat()
-            sync.record_plan(run.id, orders, invalid)
+        if window is not None:
+            with locks.single_flight(clients.redis_client(), run.shop, ttl=settings.item_lease_seconds) as heartbeat:
+                orders, invalid = sync.read_window(clients.tiktok(run.shop), run.id, window, heartbeat)
+                heartbeat()
+                sync.record_plan(run.id, orders, invalid)
     except locks.Busy:
         raise self.retry(countdown=_countdown(10))
     except TRANSIENT as exc:
         raise self.retry(countdown=_countdown(5), exc=exc)
     except TikTokAPIError as exc:
         if exc.retriable and self.request.retries < SYNC_READ_RETRIES:
-            raise self.retry(countdown=_countdown(30), exc=exc)
-        sync.fail(run.id, exc.message)
+            wait = getattr(exc, "retry_after", None) or 30
+            raise self.retry(countdown=_countdown(wait), exc=exc)
+        sync.stop(run.id, tiktok_reason(exc))
         return run.id
-    except ConfigError as exc:
-        sync.fail(run.id, str(exc))
+    except (ConfigError, sync.WindowError) as exc:
+        if run is None:
+            raise
+        sync.stop(run.id, str(exc))
         return run.id
     except SoftTimeLimitExceeded:
         if self.request.retries < SYNC_READ_RETRIES:  # a throttled or slow TikTok may do better next time
             raise self.retry(countdown=_countdown(10))
-        sync.fail(run.id, f"reading and planning the window took longer than the task time limit "
+        sync.stop(run.id, f"reading and planning the window took longer than the task time limit "
                           f"({self.soft_time_limit or app.conf.task_soft_time_limit}s), {SYNC_READ_RETRIES + 1} times")
         return run.id
-    except Exception as exc:  # a bug or data we cannot store: fail the run visibly, never leave it stuck
+    except Exception as exc:  # a bug or data we cannot store: stop the run visibly, never leave it stuck
         log.exception("sync of %s failed", shop)
         if run is not None:
-            sync.fail(run.id, f"{type(exc).__name__}: {exc}")
+            sync.stop(run.id, f"{type(exc).__name__}: {exc}")
             return run.id
         raise
     dispatch(run.id)
@@ -114,10 +108,27 @@ def sync_shop(self, shop: str | None = None, trigger: str = "api", sync_type: st
     return run.id
 
 
+def tiktok_reason(exc: TikTokAPIError) -> str:
+    """The one line a person needs when the run cannot read TikTok."""
+    if exc.retriable:
+        return f"TikTok kept failing ({exc.message}) after {SYNC_READ_RETRIES + 1} tries; the next sync tries again"
+    if isinstance(exc, TikTokSignatureError):
+        return f"TikTok rejected our signature ({exc.message}): check TIKTOK_APP_SECRET"
+    if isinstance(exc, TikTokAuthError):
+        return (f"TikTok refused the seller's authorization ({exc.message}): refresh or re-authorize "
+                "(TIKTOK_ACCESS_TOKEN / TIKTOK_REFRESH_TOKEN)")
+    return exc.message
+
+
 def dispatch(run_id: str) -> int:
-    """Send a task for every pending item: one per record, or bulk chunks for a large window."""
+    """Send a task for every pending item of a planned run: one per record, or bulk chunks for a
+    large window; then mark it dispatched. A run already dispatched (a redelivered sync task)
+    is left alone: its items' tasks are out, and the sweeper looks after lost ones."""
     settings = get_settings()
     with session_scope() as session:
+        run = session.get(SyncRun, run_id)
+        if run is None or run.phase != "planned":
+            return 0
         profiles = history.item_ids(session, run_id, PROFILE)
         events = history.item_ids(session, run_id, EVENT)
     bulk = len(profiles) + len(events) > settings.bulk_threshold
@@ -132,6 +143,7 @@ def dispatch(run_id: str) -> int:
                 upsert_profile.apply_async((run_id, item_id), producer=producer)
             for item_id in events:
                 track_event.apply_async((run_id, item_id), producer=producer)
+    sync.mark_dispatched(run_id)
     log.info("dispatched %d profiles and %d events%s", len(profiles), len(events), " in bulk" if bulk else "")
     return len(profiles) + len(events)
 
@@ -142,6 +154,8 @@ def _deliver(task, sender, run_id: str, target) -> None:
         outcome = sender(run_id, target, owner, get_settings())
     except TRANSIENT as exc:
         raise task.retry(countdown=_countdown(5), exc=exc)
+    except SoftTimeLimitExceeded:  # out of time outside a send (the sends judge it themselves)
+        raise task.retry(countdown=_countdown(5))
     for item_id in outcome.resend_single:
         upsert_profile.apply_async((run_id, item_id))
     if outcome.retry_in is not None:
@@ -179,78 +193,79 @@ def finish_run(self, run_id: str) -> str | None:
 
 @app.task(name="ksync.sweep", bind=True, max_retries=0)
 def sweep(self) -> dict:
-    """Finish runs whose last task died, re-send tasks for items nobody touched in a while
-    (their message was lost, e.g. a Redis restart without AOF), and restart stuck runs."""
+    """Finish runs whose last task died, re-send the tasks of items whose holder is gone (a lapsed
+    lease) or whose message was lost, and restart runs stuck before dispatch: each once per
+    staleness period (KSYNC_STALE_ITEM_SECONDS), however often the sweep runs."""
     settings = get_settings()
-    stale_before = utcnow() - timedelta(seconds=settings.stale_item_seconds)
+    now = utcnow()
     with session_scope() as session:
         dispatched = [r.id for r in history.runs_in(session, ["running"], phase="dispatched")]
-        stuck = [r.id for r in history.runs_in(session, ["queued", "running"])
-                 if r.phase in ("queued", "reading") and r.updated_at < stale_before]
     finished = sum(1 for run_id in dispatched if sync.finish_if_done(run_id))
-    resent = resend_stale_items(stale_before)
-    for run_id in stuck:
-        sync_shop.apply_async(kwargs={"run_id": run_id})
+    resent = resend_lost_items(now, settings)
+    with session_scope() as session:
+        stuck = [(r.id, r.sync_type, r.parent_run_id)
+                 for r in history.take_stuck_runs(session, now - timedelta(seconds=settings.stale_item_seconds))
+                 if r.trigger != "service"]
+    for run_id, sync_type, parent_run_id in stuck:
+        if sync_type == "retry":
+            retry_failed.apply_async((parent_run_id, run_id))
+        else:
+            sync_shop.apply_async(kwargs={"run_id": run_id})
     summary = {"finished": finished, "resent_items": resent, "restarted_runs": len(stuck)}
     if any(summary.values()):
         log.info("sweep: %s", summary)
     return summary
 
 
-def resend_stale_items(stale_before) -> int:
+def resend_lost_items(now, settings) -> int:
     with session_scope() as session:
-        items = history.stale_items(session, stale_before)
+        items = history.take_lost_items(session, now, settings.stale_item_seconds)
+        if not items:
+            return 0
         bulk_runs = {r.id for r in session.query(SyncRun).filter(
-            SyncRun.id.in_({i.run_id for i in items}), SyncRun.items_total > get_settings().bulk_threshold)}
-        jobs: dict[tuple[str, str], list[int]] = {}
-        for item in items:
-            if item.external_ref:
-                jobs.setdefault((item.run_id, item.external_ref), []).append(item.id)
-            elif item.run_id in bulk_runs:
-                jobs.setdefault((item.run_id, item.kind), []).append(item.id)
-            elif item.kind == PROFILE:
-                upsert_profile.apply_async((item.run_id, item.id))
-            elif item.kind == EVENT:
-                track_event.apply_async((item.run_id, item.id))
-        for (run_id, kind_or_ref), ids in jobs.items():
-            task = bulk_create_events if kind_or_ref == EVENT else bulk_import_profiles
-            chunk = BULK_EVENT_CHUNK if kind_or_ref == EVENT else BULK_PROFILE_CHUNK
-            for start in range(0, len(ids), chunk):
-                task.apply_async((run_id, ids[start:start + chunk]))
-        if items:
-            session.execute(update(SyncItem).where(SyncItem.id.in_([i.id for i in items]))
-                            .values(updated_at=utcnow()).execution_options(synchronize_session=False))
+            SyncRun.id.in_({i.run_id for i in items}), SyncRun.items_total > settings.bulk_threshold)}
+    jobs: dict[tuple[str, str], list[int]] = {}
+    for item in items:
+        if item.external_ref:
+            jobs.setdefault((item.run_id, item.external_ref), []).append(item.id)
+        elif item.run_id in bulk_runs:
+            jobs.setdefault((item.run_id, item.kind), []).append(item.id)
+        elif item.kind == PROFILE:
+            upsert_profile.apply_async((item.run_id, item.id))
+        elif item.kind == EVENT:
+            track_event.apply_async((item.run_id, item.id))
+    for (run_id, kind_or_ref), ids in jobs.items():
+        events = kind_or_ref == EVENT
+        task, chunk = (bulk_create_events, BULK_EVENT_CHUNK) if events else (bulk_import_profiles, BULK_PROFILE_CHUNK)
+        for start in range(0, len(ids), chunk):
+            task.apply_async((run_id, ids[start:start + chunk]))
     return len(items)
 
 
 @app.task(name="ksync.retry_failed", bind=True, max_retries=None)
 def retry_failed(self, parent_run_id: str, run_id: str) -> str:
-    """Replay the failed items of ``parent_run_id`` as run ``run_id``: records Klaviyo refused
-    are sent again as planned; orders we could not read are fetched again from TikTok."""
+    """Replay the failed records of ``parent_run_id`` as run ``run_id``, re-planned from the
+    current ledger: a replay sends the latest profile and events, never an older payload, and
+    nothing a later run delivered meanwhile. Orders we could not read are fetched from TikTok
+    again. Resumable like ``sync_shop``: a redelivered copy picks the run up where it stopped."""
     try:
         with session_scope() as session:
             run = session.get(SyncRun, run_id)
-            if run is None or run.phase != "queued":
+            if run is None or history.is_final(run):
                 return run_id
-            history.start_run(session, run, self.request.id)
-            failed = history.failed_items(session, parent_run_id)
-            shop = run.shop
-            # what a later run delivered meanwhile is not sent again: events Klaviyo confirmed,
-            # profiles whose latest sent payload is this one
-            delivered = ledger.delivered_keys(session, [i.key for i in failed if i.kind == EVENT])
-            current = ledger.profile_hashes(session, [i.key for i in failed if i.kind == PROFILE])
-            replay = [{"kind": i.kind, "key": i.key, "payload": i.payload} for i in failed
-                      if (i.kind == EVENT and i.key not in delivered)
-                      or (i.kind == PROFILE and current.get(i.key) != payload_hash(i.payload))]
-            order_ids = [i.key for i in failed if i.kind == ORDER]
-        orders, invalid = [], []
-        for order in clients.tiktok(shop).get_orders(order_ids) if order_ids else []:
-            (invalid if isinstance(order, InvalidOrder) else orders).append(order)
-        sync.record_plan(run_id, orders, invalid, extra_items=replay)
+            replanning = run.phase in ("queued", "reading")
+            if replanning:
+                history.start_run(session, run, self.request.id)
+                shop = run.shop
+                failed = [(i.kind, i.key) for i in history.failed_items(session, parent_run_id)]
+        if replanning:
+            sync.replan_failures(run_id, shop, failed, clients.tiktok(shop))
     except TRANSIENT as exc:
         raise self.retry(countdown=_countdown(5), exc=exc)
     except TikTokAPIError as exc:
-        sync.fail(run_id, exc.message)
+        if exc.retriable and self.request.retries < SYNC_READ_RETRIES:
+            raise self.retry(countdown=_countdown(getattr(exc, "retry_after", None) or 30), exc=exc)
+        sync.stop(run_id, tiktok_reason(exc))
         return run_id
     dispatch(run_id)
     sync.finish_if_done(run_id)

@@ -20,7 +20,8 @@ Configure with ``KlaviyoStandIn(faults={...})``, ``set_faults(**kw)`` or
 * ``job_outcome``: how the profile bulk import jobs created while it is set end: ``cancelled``
   (nothing applied), ``short`` (only the first half of the rows applied and counted: the counts
   do not add up to the rows), or ``orphan_error`` (the first row fails with an import error
-  that names no row and whose payload matches none of the rows sent).
+  that names no row and whose payload matches none of the rows sent); ``job_outcome_jobs``: only
+  the next N jobs get it (0, the default: every job while the faults are set).
 * ``match``: only requests whose body or query contains this text (an order id, an
   e-mail) are faulted, so a single record can be made to fail.
 * ``ops``: operationIds the faults apply to (default all); ``duration``:
@@ -62,6 +63,7 @@ class FaultConfig:
     reject_rate: float = 0.0
     error_after_commit: bool = False
     job_outcome: str | None = None
+    job_outcome_jobs: int = 0
     match: str | None = None
     started: float = field(default_factory=time.time)
 
@@ -126,7 +128,13 @@ class Faults:
             return None
         if config.match and config.match not in text:
             return None
-        return config.job_outcome
+        with self._lock:
+            outcome = config.job_outcome
+            if outcome is not None and config.job_outcome_jobs:
+                config.job_outcome_jobs -= 1
+                if config.job_outcome_jobs == 0:
+                    config.job_outcome = None
+            return outcome
 
     def plan(self, op: str, now: float, text: str = "") -> Plan:
         config = self.current(now)

@@ -54,7 +54,7 @@ def test_a_claimed_item_is_not_claimed_again_until_its_lease_runs_out(migrated_d
         theirs, held = history.claim_items(s, ids, "task-a:2", lease_seconds=60)  # a redelivered copy
         assert theirs == [] and held is not None
     with session_scope() as s:
-        s.execute(update(SyncItem).values(claimed_at=datetime.now(timezone.utc) - timedelta(seconds=120)))
+        s.execute(update(SyncItem).values(lease_until=datetime.now(timezone.utc) - timedelta(seconds=1)))
     with session_scope() as s:
         stolen, _ = history.claim_items(s, ids, "task-b:1", lease_seconds=60)
         assert [i.id for i in stolen] == ids and all(i.attempts == 2 for i in stolen)
@@ -99,18 +99,50 @@ def test_a_run_finishes_only_once_dispatched_and_every_item_is_final(migrated_da
         assert history.finalize_if_done(s, run_id) is None  # exactly one caller finishes a run
 
 
-@pytest.mark.parametrize("succeeded, failed, status", [(2, 0, "succeeded"), (1, 1, "partial"), (0, 2, "failed"),
-                                                       (0, 0, "succeeded")])
-def test_final_status_follows_the_items(migrated_database, succeeded, failed, status):
+@pytest.mark.parametrize("succeeded, failed, unsent, status", [
+    (2, 0, 0, "succeeded"), (1, 1, 0, "partial"), (0, 2, 0, "partial"), (0, 0, 0, "succeeded"),
+    (1, 1, 1, "failed"), (2, 0, 1, "failed")])
+def test_final_status_follows_the_items(migrated_database, succeeded, failed, unsent, status):
+    # Record failures (skippable) make a run partial; a record not sent for another cause fails it.
     with session_scope() as s:
         run = make_run(s)
         history.start_run(s, run, "t")
         run.phase = "dispatched"
-        ids = add_items(s, run, succeeded + failed)
+        ids = add_items(s, run, succeeded + failed + unsent)
         history.claim_items(s, ids, "o", 60)
         history.succeed_items(s, ids[:succeeded], "o")
-        history.fail_items(s, ids[succeeded:], "o", "x")
-        assert history.finalize_if_done(s, run.id).status == status
+        history.fail_items(s, ids[succeeded:succeeded + failed], "o", "x")
+        history.unsend_items(s, ids[succeeded + failed:], "o", "still failing after 5 attempts: 503")
+        finished = history.finalize_if_done(s, run.id)
+        assert finished.status == status and finished.unsent_count == unsent
+        assert (finished.error is not None) == bool(unsent)
+        if unsent:
+            assert "503" in finished.error and "next sync" in finished.error
+
+
+def test_a_stopped_run_is_failed_with_its_reason_and_its_open_records_unsent(migrated_database):
+    with session_scope() as s:
+        run = make_run(s)
+        history.start_run(s, run, "t")
+        run.phase = "dispatched"
+        ids = add_items(s, run, 4)
+        history.claim_items(s, ids[:2], "o", 60)
+        history.succeed_items(s, ids[:1], "o")
+        run_id = run.id
+    with session_scope() as s:
+        assert history.stop_run(s, run_id, "Klaviyo rejected the private key (401): check KLAVIYO_API_KEY")
+        assert not history.stop_run(s, run_id, "again")  # several tasks meet the same 401: one stops it
+    with session_scope() as s:
+        run = s.get(SyncRun, run_id)
+        assert (run.status, run.phase, run.success_count, run.failed_count, run.unsent_count) == \
+            ("failed", "finished", 1, 0, 3)
+        assert run.error.startswith("Klaviyo rejected the private key (401)")
+        assert history.claim_items(s, ids[2:], "late-task", 60) == ([], None)  # queued tasks find nothing
+    with session_scope() as s:
+        assert history.succeed_items(s, ids[1:2], "o") == 1  # in flight when it stopped: it did go out
+    with session_scope() as s:
+        run = s.get(SyncRun, run_id)
+        assert (run.success_count, run.unsent_count) == (2, 2)
 
 
 def finished_run(s, start, end, **kw):
@@ -145,6 +177,91 @@ def test_a_window_that_does_not_reach_the_watermark_does_not_move_it(migrated_da
         ledger.set_watermark(s, "shop-1", T)
         gap = finished_run(s, T + timedelta(hours=1), T + timedelta(hours=2))
         assert ledger.advance_watermark(s, gap) == T
+
+
+@pytest.mark.parametrize("change", [
+    dict(status="failed"), dict(unsent_count=3), dict(sync_type="retry"), dict(sync_type="customers"),
+    dict(sync_type="profile_sync"), dict(dry_run=True)], ids=lambda c: next(iter(c.items()))[0] + "=" +
+    str(next(iter(c.values()))))
+def test_only_a_full_read_that_sent_everything_moves_the_watermark(migrated_database, change):
+    # Defect: a failed run (revoked key) and a seed-service call (a status filter) moved the watermark.
+    with session_scope() as s:
+        ledger.set_watermark(s, "shop-1", T)
+        run = finished_run(s, T - timedelta(minutes=30), T + timedelta(hours=1))
+        for key, value in change.items():
+            setattr(run, key, value)
+        s.flush()
+        assert ledger.advance_watermark(s, run) == T
+        assert ledger.get_watermark(s, "shop-1") == T
+
+
+def test_a_partial_run_moves_the_watermark_past_its_listed_record_failures(migrated_database):
+    with session_scope() as s:
+        ledger.set_watermark(s, "shop-1", T)
+        run = finished_run(s, T - timedelta(minutes=30), T + timedelta(hours=1))
+        run.status, run.failed_count = "partial", 2
+        assert ledger.advance_watermark(s, run) == T + timedelta(hours=1)
+
+
+def test_the_sweeper_takes_items_whose_lease_lapsed_once_per_staleness_period(migrated_database):
+    now = datetime.now(timezone.utc)
+    with session_scope() as s:
+        run = make_run(s)
+        history.start_run(s, run, "t")
+        run.phase = "dispatched"
+        ids = add_items(s, run, 3)
+        history.claim_items(s, ids, "dead-worker:1", 30)
+        s.execute(update(SyncItem).where(SyncItem.id == ids[0]).values(lease_until=now - timedelta(seconds=1)))
+    with session_scope() as s:
+        taken = history.take_lost_items(s, now, stale_seconds=60)
+        assert [i.id for i in taken] == [ids[0]] and taken[0].status == "pending" and taken[0].claimed_by is None
+    with session_scope() as s:
+        assert history.take_lost_items(s, now + timedelta(seconds=30), stale_seconds=60) == []  # once per period
+        live, _ = history.claim_items(s, ids[:1], "new-worker:1", 30)
+        assert [i.id for i in live] == ids[:1]  # the re-sent task takes it at once
+
+
+def test_items_never_taken_up_are_re_sent_only_when_their_run_stopped_moving(migrated_database):
+    now = datetime.now(timezone.utc)
+    with session_scope() as s:
+        run = make_run(s)
+        history.start_run(s, run, "t")
+        run.phase = "dispatched"
+        ids = add_items(s, run, 2)
+        s.execute(update(SyncItem).values(updated_at=now - timedelta(seconds=90)))
+        s.execute(update(SyncItem).where(SyncItem.id == ids[1]).values(updated_at=now - timedelta(seconds=5)))
+    with session_scope() as s:
+        assert history.take_lost_items(s, now, stale_seconds=60) == []  # the run is moving: a long queue
+    with session_scope() as s:
+        s.execute(update(SyncItem).where(SyncItem.id == ids[1]).values(updated_at=now - timedelta(seconds=61)))
+    with session_scope() as s:
+        assert sorted(i.id for i in history.take_lost_items(s, now, stale_seconds=60)) == ids
+
+
+def test_a_stuck_run_is_taken_for_a_restart_once_per_staleness_period(migrated_database):
+    # Defect: the sweeper re-sent sync_shop for every stuck run on every sweep.
+    now = datetime.now(timezone.utc)
+    with session_scope() as s:
+        run = make_run(s)
+        history.start_run(s, run, "t")
+        run.updated_at = now - timedelta(seconds=120)
+        run_id = run.id
+    taken = []
+    for _ in range(5):
+        with session_scope() as s:
+            taken += [r.id for r in history.take_stuck_runs(s, datetime.now(timezone.utc) - timedelta(seconds=60))]
+    assert taken == [run_id]
+
+
+def test_record_failures_on_file_are_found_by_record_and_fingerprint(migrated_database):
+    with session_scope() as s:
+        run = make_run(s)
+        ids = add_items(s, run, 2)
+        history.claim_items(s, ids, "o", 60)
+        history.fail_items(s, ids[:1], "o", "400 invalid", fingerprint="abc")
+        history.fail_items(s, ids[1:], "o", "400 invalid")
+        found = history.reported_failures(s, [("event", "k0"), ("event", "k1"), ("event", "k9")])
+        assert found == {("event", "k0"): frozenset({"abc"})}
 
 
 def test_a_dry_run_never_moves_the_watermark(migrated_database):

@@ -85,3 +85,16 @@ def test_default_segments_are_real_segments_created_once(service):
     members = {p.profile_id for p in svc.klaviyo.get_segment_profiles(everyone.segment_id)}
     buyers = {p["id"] for p in k.state()["profiles"] if p["properties"].get("tiktok_order_count", 0) >= 1}
     assert members == buyers and members
+
+
+def test_a_service_call_never_moves_the_scheduled_syncs_watermark(service):
+    # Defect: sync_customers_from_tiktok(order_status="COMPLETED") on a fresh database set the orders
+    # watermark to now with 0 events sent; the next scheduled sync then skipped every other order.
+    from db.ledger import get_watermark
+
+    svc, k, t = service
+    svc.sync_customers_from_tiktok(order_status="COMPLETED", days_back=31)
+    svc.sync_order_events(order_status="COMPLETED", days_back=31)
+    with session_scope() as s:
+        assert get_watermark(s, t.shop_cipher) is None
+        assert {r.status for r in history.list_runs(s)} <= {"succeeded", "partial"}

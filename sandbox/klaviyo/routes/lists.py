@@ -93,6 +93,14 @@ def get_list(id):
     return respond({"data": data, "links": self_link()})
 
 
+def delete_list(id):
+    """``DELETE /api/lists/{id}``: 204; its members stay as profiles, the list is gone."""
+    with store().lock:
+        _list_or_404(id)
+        del store().lists[id]
+    return empty(204)
+
+
 def get_profiles_for_list(id):
     with store().lock:
         klist = _list_or_404(id)
@@ -141,6 +149,7 @@ ROUTES = [
     ("GET", "/lists", get_lists),
     ("POST", "/lists", create_list),
     ("GET", "/lists/<id>", get_list),
+    ("DELETE", "/lists/<id>", delete_list),
     ("GET", "/lists/<id>/profiles", get_profiles_for_list),
     ("POST", "/lists/<id>/relationships/profiles", add_profiles_to_list),
     ("DELETE", "/lists/<id>/relationships/profiles", remove_profiles_from_list),
