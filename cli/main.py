@@ -15,6 +15,7 @@ from dataclasses import asdict
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from settings import ConfigError, get_settings, redact_url
@@ -83,14 +84,19 @@ def demo(orders: int, workers: int, days: int) -> None:
 @click.option("--timeout", type=float, default=None, help="with --wait: give up waiting after N seconds")
 def sync(days_back, since, until, dry_run, shop, wait, timeout) -> None:
     """Queue a sync now (workers do the work) and print its run id."""
-    from workers.api import enqueue_sync
+    from workers.api import WindowError, enqueue_sync
+    from workers.sync import window_options
 
+    try:
+        window_options(days_back, since, until, settings=get_settings())
+    except WindowError as exc:
+        raise click.UsageError(str(exc)) from None
     _check_database()
     _check_redis()
     try:
         run_id = enqueue_sync(days_back=days_back, since=since, until=until, dry_run=dry_run, shop=shop, trigger="cli")
-    except ValueError as exc:
-        raise Failure(str(exc)) from None
+    except WindowError as exc:
+        raise click.UsageError(str(exc)) from None
     console.print(f"queued run [bold]{run_id}[/]")
     if wait:
         sys.exit(_wait(run_id, timeout))
@@ -105,7 +111,11 @@ def _wait(run_id: str, timeout: float | None) -> int:
         console.print(f"run {run_id} is still {run.status}; follow it with `ksync show {run_id[:8]}`")
         return EXIT_ERROR
     console.print(f"run {run.id[:8]} {run.status}: {run.success_count} records synced, {run.failed_count} failed"
-                  + (f" (see `ksync show {run.id[:8]}`)" if run.failed_count else ""))
+                  + (f", {run.unsent_count} not sent" if run.unsent_count else "")
+                  + (f" (see `ksync show {run.id[:8]}`)" if run.failed_count or run.unsent_count else ""),
+                  markup=False, highlight=False)
+    if run.error:
+        errors.print(f"ksync: run {run.id[:8]} failed: {run.error}", markup=False, highlight=False)
     return EXIT_FOR_STATUS[run.status]
 
 
@@ -153,10 +163,13 @@ def show(run_id: str, as_json: bool, show_all: bool) -> None:
                                                                  "error": i.error} for i in failed]}, indent=1))
         return
     console.print(f"[bold]run {run.id}[/]  {run.status}  ({run.sync_type}, {run.trigger}, shop {run.shop})")
+    if run.error:
+        console.print(f"[red]why it failed:[/] {escape(run.error)}")
     if run.window_start:
         console.print(f"window  {run.window_start:%Y-%m-%d %H:%M:%S} → {run.window_end:%Y-%m-%d %H:%M:%S} UTC")
     console.print(f"orders read {run.orders_read}, invalid {run.orders_invalid}; records {run.items_total}; "
                   f"synced {run.success_count}, failed {run.failed_count}"
+                  + (f", not sent {run.unsent_count} (sent by the next sync)" if run.unsent_count else "")
                   + (f"; {run.duration_seconds:.1f}s" if run.duration_seconds else "") + (" (dry run)" if run.dry_run else ""))
     table = Table("kind", "status", "records")
     for (kind, status), n in sorted(counts.items()):
@@ -169,6 +182,38 @@ def show(run_id: str, as_json: bool, show_all: bool) -> None:
             errors_table.add_row(item.kind, item.key, str(item.attempts), item.error or "")
         console.print(errors_table)
         console.print(f"replay them with `ksync retry-failed {run.id[:8]}`")
+    failing = (run.options or {}).get("already_failing")
+    if failing:
+        console.print(f"{failing} record(s) failed in an earlier run exactly as they are now and were not tried "
+                      "again: see `ksync failures`")
+
+
+@cli.command()
+@click.option("--limit", default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def failures(limit: int, as_json: bool) -> None:
+    """Records that need attention: failed for their own data and not delivered since.
+
+    A record that fails again unchanged is listed once, in the run that first failed it, rather
+    than in every later run; replay it with `ksync retry-failed RUN` once its cause is fixed."""
+    from db import history
+    from db.engine import session_scope
+
+    _check_database()
+    with session_scope() as session:
+        items, total = history.outstanding_failures(session, limit)
+    if as_json:
+        click.echo(json.dumps({"total": total, "failures": [
+            {"kind": i.kind, "key": i.key, "run_id": i.run_id, "failed_at": i.updated_at.isoformat(), "error": i.error}
+            for i in items]}, indent=1))
+        return
+    if not items:
+        console.print("no record needs attention")
+        return
+    table = Table("kind", "key", "run", "failed at (UTC)", "error", title=f"records that need attention ({total})")
+    for item in items:
+        table.add_row(item.kind, item.key, item.run_id[:8], f"{item.updated_at:%Y-%m-%d %H:%M}", item.error or "")
+    console.print(table)
 
 
 @cli.command("retry-failed")

@@ -78,17 +78,22 @@ def follow(run_id: str, console: Console, timeout: float | None = None, poll: fl
 def runs_table(runs) -> Table:
     table = Table(title="Sync history", show_lines=False)
     for column in ("run", "created (UTC)", "shop", "type", "trigger", "status", "window (UTC)", "synced",
-                   "failed", "seconds"):
-        table.add_column(column, no_wrap=column in ("run", "created (UTC)"))
+                   "failed", "not sent", "seconds", "why it failed"):
+        table.add_column(column, no_wrap=column in ("run", "created (UTC)"), overflow="fold")
     for run in runs:
         window = (f"{run.window_start:%m-%d %H:%M} → {run.window_end:%m-%d %H:%M}"
                   if run.window_start and run.window_end else "")
         style = STATUS_STYLE.get(run.status, "")
         table.add_row(run.id[:8], f"{run.created_at:%Y-%m-%d %H:%M:%S}", run.shop[:14], run.sync_type, run.trigger,
                       f"[{style}]{run.status}[/]" if style else run.status, window, str(run.records_synced),
-                      str(run.failed_count),
-                      f"{run.duration_seconds:.1f}" if run.duration_seconds is not None else "")
+                      str(run.failed_count), str(run.unsent_count or ""),
+                      f"{run.duration_seconds:.1f}" if run.duration_seconds is not None else "",
+                      _short(run.error or ""))
     return table
+
+
+def _short(text: str, width: int = 90) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def run_dict(run) -> dict:
@@ -101,6 +106,7 @@ def run_dict(run) -> dict:
         "trigger": run.trigger, "status": run.status, "phase": run.phase, "dry_run": run.dry_run,
         "window_start": iso(run.window_start), "window_end": iso(run.window_end),
         "records_synced": run.records_synced, "success_count": run.success_count, "failed_count": run.failed_count,
+        "unsent_count": run.unsent_count, "error": run.error,
         "orders_read": run.orders_read, "orders_invalid": run.orders_invalid, "items_total": run.items_total,
         "duration_seconds": run.duration_seconds, "error_details": run.error_details, "created_at": iso(run.created_at),
         "started_at": iso(run.started_at), "finished_at": iso(run.finished_at), "celery_task_id": run.celery_task_id,

@@ -13,6 +13,8 @@ import sys
 import psutil
 import pytest
 
+from db.migrate import head_revision
+
 from sandbox.stack import ROOT
 from tests.support import wait_for_run
 
@@ -45,7 +47,7 @@ def test_db_upgrade_applies_migrations_and_is_repeatable(fresh_database):
     env = dict(os.environ, DATABASE_URL=fresh_database)
     for _ in range(2):
         result = ksync("db", "upgrade", env=env)
-        assert result.returncode == 0 and "revision 0001" in result.stdout
+        assert result.returncode == 0 and f"revision {head_revision()}" in result.stdout
 
 
 def test_sync_wait_exits_3_on_a_partial_run_and_show_lists_the_failures(stack):
@@ -71,7 +73,7 @@ def test_sync_wait_exits_3_on_a_partial_run_and_show_lists_the_failures(stack):
     assert run_id[:8] in table and "partial" in table
 
     replay = ksync("retry-failed", run_id, "--wait", env=stack.env)
-    assert replay.returncode == 4 and "failed" in replay.stdout  # the malformed orders are still malformed
+    assert replay.returncode == 3 and "2 failed" in replay.stdout  # still malformed: record failures, partial
 
 
 def test_sync_wait_exits_0_when_the_run_succeeds_and_dry_run_sends_nothing(make_stack):
@@ -81,6 +83,32 @@ def test_sync_wait_exits_0_when_the_run_succeeds_and_dry_run_sends_nothing(make_
     real = ksync("sync", "--days-back", "31", "--wait", env=stack.env)
     assert real.returncode == 0 and "succeeded" in real.stdout
     assert stack.klaviyo.summary()["events"] > 0
+
+
+def _future(days: float) -> str:
+    from datetime import datetime, timedelta, timezone
+
+    return (datetime.now(timezone.utc) + timedelta(days=days)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@pytest.mark.parametrize("args, needles", [
+    (["--days-back", "30", "--until", _future(30)], ["--until", "later than now minus the lag", "KSYNC_LAG_SECONDS"]),
+    (["--since", "2026-11-02T00:00:00Z", "--until", "2026-11-01T00:00:00Z"], ["--since", "is not before --until"]),
+    (["--days-back", "-3"], ["--days-back", "more than 0"]),
+    (["--days-back", "0"], ["--days-back", "more than 0"]),
+    (["--since", "yesterday"], ["--since", "'yesterday'", "ISO-8601"]),
+], ids=["until-in-the-future", "since-after-until", "negative-days", "zero-days", "unreadable-since"])
+def test_a_window_that_cannot_be_read_is_a_usage_error_that_names_the_option(args, needles):
+    # Defect: `--days-back 30 --until <30 days from now>` was accepted and moved the watermark 30 days
+    # into the future; the next incremental syncs read empty windows and exited 0.
+    result = ksync("sync", *args, env=dict(os.environ, DATABASE_URL="sqlite:///:memory:",
+                                           REDIS_URL="redis://127.0.0.1:1/0"))
+    assert result.returncode == 2, result.stdout + result.stderr
+    message = result.stderr.strip().splitlines()[-1]
+    assert "Traceback" not in result.stderr
+    for needle in needles:
+        assert needle in result.stderr, result.stderr
+    assert message
 
 
 def test_limits_shows_the_shared_limiters_buckets(stack):
