@@ -52,6 +52,9 @@ def redis_url():
         redis.Redis.from_url(candidate).flushdb()
         yield candidate
         return
+    if candidate and os.environ.get("CI") == "true":
+        # CI must exercise the real Redis it names, never fall back to the embedded one without saying so.
+        raise RuntimeError(f"CI: the Redis at {candidate} does not answer (REDIS_URL / KSYNC_TEST_REDIS_URL)")
     with EmbeddedRedis() as server:
         yield server.url
 

@@ -8,7 +8,8 @@ Klaviyo's state with the ground truth from the TikTok stand-in:
 
 - lost: an expected event missing from Klaviyo, or a buyer without a profile;
 - duplicated: an event Klaviyo received more than once (its dedupe dropped the
-  repeat: counted and reported, never relied on silently) or stored twice;
+  repeat: counted and reported as a re-send, never relied on silently) or stored twice;
+- wrong: a profile whose order count or lifetime value differs from our ledger's;
 - the run's counters must equal its items, and the watermark must never have
   passed unfinished work.
 
@@ -34,12 +35,10 @@ from workers.mapping import event_key, external_id, is_placed, order_events
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = Path(os.environ.get("KSYNC_FAULT_RESULTS", ROOT / ".ksync" / "faults" / "results.jsonl"))
 
-#: Settings that make recovery fit a test: messages of a killed worker come back after 30 s,
-#: claims of a dead task expire after 20 s, lost tasks are re-sent after 20 s untouched.
+#: The fault runs use the production defaults for recovery (item lease 30 s renewed by a live task,
+#: lost work re-sent after 60 s, the sweeper every 15 s, visibility timeout 3600 s), so "recovered
+#: in" is what a deployment sees. Only the lag is dropped (orders change while the test runs).
 FAST_RECOVERY = {
-    "KSYNC_VISIBILITY_TIMEOUT": "45",
-    "KSYNC_ITEM_LEASE_SECONDS": "20",
-    "KSYNC_STALE_ITEM_SECONDS": "20",
     "KSYNC_LAG_SECONDS": "0",
     "KSYNC_MAX_ATTEMPTS": "6",
 }
@@ -78,11 +77,12 @@ class FaultResult:
     counters_agree: bool
     watermark_ok: bool
     notes: dict = field(default_factory=dict)
+    wrong_profiles: int = 0
 
     @property
     def clean(self) -> bool:
         return (self.lost_events == 0 and self.lost_profiles == 0 and self.stored_twice == 0 and self.counters_agree
-                and self.watermark_ok)
+                and self.watermark_ok and self.wrong_profiles == 0)
 
 
 def expected(stack) -> tuple[set[str], set[str]]:
@@ -125,6 +125,13 @@ class ProgressTrigger:
             return False
         final = sum(n for (_, status), n in counts.items() if status in ("succeeded", "failed", "skipped"))
         return final >= self.fraction * run.items_total
+
+
+def sweep_every(stack) -> float:
+    """The sweeper's period in this stack (beat's, KSYNC_SWEEP_SECONDS): the harness sweeps as beat would."""
+    from settings import Settings
+
+    return float(stack.env.get("KSYNC_SWEEP_SECONDS") or Settings().sweep_interval_seconds)
 
 
 def run_under_fault(stack, fault_name: str, inject, seed: int, *, at: tuple[float, float] | str | None = (0.5, 8.0),
@@ -174,7 +181,7 @@ def run_under_fault(stack, fault_name: str, inject, seed: int, *, at: tuple[floa
             continue
         if finished:
             break
-        if injected_at is not None and now - last_sweep >= 1.0:  # before the fault nothing needs sweeping
+        if injected_at is not None and now - last_sweep >= sweep_every(stack):  # before the fault: nothing to sweep
             sweep_once()
             last_sweep = now
         if now - started > timeout:
@@ -202,6 +209,7 @@ def verify(stack, run_id: str, fault_name: str, seed: int, recovered_in=None, wa
         run = history.get_run(session, run_id)
         counts = history.item_counts(session, run_id)
         watermark = get_watermark(session, stack.tiktok.shop_cipher)
+        wrong = wrong_profiles(session, stack.tiktok.shop_cipher, state["profiles"])
     succeeded = sum(n for (_, s), n in counts.items() if s == "succeeded")
     failed = sum(n for (_, s), n in counts.items() if s == "failed")
     counters_agree = (run.success_count, run.failed_count) == (succeeded, failed) and \
@@ -213,12 +221,31 @@ def verify(stack, run_id: str, fault_name: str, seed: int, recovered_in=None, wa
         expected_events=len(events), lost_events=len(events - set(landed)), lost_profiles=len(profiles - stored_profiles),
         duplicated=summary["duplicates_dropped"]["total"], stored_twice=sum(1 for n in landed.values() if n > 1),
         run_status=run.status, recovered_in=round(recovered_in, 1) if recovered_in is not None else None,
-        counters_agree=counters_agree, watermark_ok=watermark_ok,
+        counters_agree=counters_agree, watermark_ok=watermark_ok, wrong_profiles=len(wrong),
         notes=(notes or {}) | {"http_429": summary["http_429"]["total"], "faults_injected": summary["faults_injected"]["total"],
                                "database": "PostgreSQL" if stack.database_url.startswith("postgres") else "SQLite"})
     record(result)
     print(json.dumps(asdict(result)))
     return result
+
+
+def wrong_profiles(session, shop: str, profiles: list[dict]) -> list[str]:
+    """External ids of Klaviyo profiles whose totals differ from what our orders ledger says."""
+    from decimal import Decimal
+
+    from db import ledger
+    from workers.mapping import EXTERNAL_ID_PREFIX, buyer_stats
+
+    ours = {p["external_id"]: p for p in profiles if (p.get("external_id") or "").startswith(EXTERNAL_ID_PREFIX)}
+    entries = ledger.ledger_entries(session, shop, [k.removeprefix(EXTERNAL_ID_PREFIX) for k in ours])
+    wrong = []
+    for key, profile in ours.items():
+        stats = buyer_stats(entries.get(key.removeprefix(EXTERNAL_ID_PREFIX), []))
+        properties = profile.get("properties") or {}
+        if properties.get("tiktok_order_count") != stats.order_count or \
+                Decimal(str(properties.get("tiktok_lifetime_value"))) != stats.lifetime_value:
+            wrong.append(key)
+    return wrong
 
 
 def record(result: FaultResult) -> None:

@@ -9,7 +9,8 @@ from sqlalchemy import select
 
 from db import history
 from db.engine import session_scope
-from db.models import SyncRun
+from db.ledger import get_watermark
+from db.models import SyncItem, SyncRun
 from tests.faults.harness import FaultResult, record, verify
 from tests.support import wait_for_run
 from tiktok import InvalidOrder, parse_order
@@ -26,34 +27,42 @@ def placed_order_ids(stack, n):
     return ids[:n]
 
 
-def test_poison_records_fail_after_their_attempts_and_replay_once_the_cause_is_gone(fault_stack):
+def test_records_klaviyo_keeps_failing_are_not_sent_hold_the_watermark_and_the_next_sync_sends_them(fault_stack):
+    # A 500 is transient: never a record failure. After its attempts it is `unsent`, the run fails
+    # with the reason, the watermark stays, and the next sync (not retry-failed) sends it. A 400 is the
+    # record's own: a failure, replayed by retry-failed once the cause is gone.
     stack = fault_stack(orders=80, workers=2, extra_env={"KSYNC_BULK_THRESHOLD": "100000", "KSYNC_MAX_ATTEMPTS": "3"})
     flaky, refused = placed_order_ids(stack, 2)
     stack.klaviyo.set_faults(error_rate=1.0, error_statuses=[500], match=flaky, ops=["create_event"])
 
     run = wait_for_run(enqueue_sync(days_back=31), timeout=300)
-    assert run.status == "partial"
+    assert (run.status, run.failed_count) == ("failed", 0) and run.unsent_count > 0
+    assert "could not be sent" in run.error and "500" in run.error and "next sync" in run.error
     with session_scope() as session:
-        failed = history.failed_items(session, run.id)
-    assert failed and all(flaky in item.key for item in failed)
-    assert all(item.attempts == 3 and "gave up after 3 attempts" in item.error and "500" in item.error
-               for item in failed)
+        unsent = list(session.scalars(select(SyncItem).where(SyncItem.run_id == run.id, SyncItem.status == "unsent")))
+        assert get_watermark(session, stack.tiktok.shop_cipher) is None
+    assert unsent and all(flaky in item.key and item.attempts == 3 for item in unsent)
 
     stack.klaviyo.set_faults(reject_rate=1.0, match=refused, ops=["create_event"])
     stack.tiktok.set_status(refused, "CANCELLED", cancel_reason="poison")
     second = wait_for_run(enqueue_sync(days_back=31), timeout=300)
+    assert second.status == "partial"
     with session_scope() as session:
         refused_items = [i for i in history.failed_items(session, second.id) if refused in i.key]
     assert refused_items and all(i.attempts == 1 and "400 invalid" in i.error for i in refused_items)
+    assert all(f"{item.key}" in landed_keys(stack) for item in unsent)  # the next sync sent them
 
     stack.klaviyo.clear_faults()
-    replay = wait_for_run(retry_failed(run.id), timeout=300)
-    assert replay.status == "succeeded" and replay.success_count == 0  # the second run delivered those already
     replay_refused = wait_for_run(retry_failed(second.id), timeout=300)
     assert replay_refused.status == "succeeded" and replay_refused.success_count == len(refused_items)
-    result = verify(stack, replay_refused.id, "poison records (500 until attempts run out; a 400), then retry-failed", 1)
+    result = verify(stack, replay_refused.id, "records Klaviyo keeps failing (500 until attempts run out: not sent, "
+                                              "the next sync sends them; a 400: retry-failed)", 1)
     assert result.clean and result.lost_events == 0
     assert result.duplicated == 0  # replays skip what another run already delivered
+
+
+def landed_keys(stack) -> set[str]:
+    return {f"{e['metric']}|{e['unique_id']}" for e in stack.klaviyo.state()["events"]}
 
 
 def test_two_beats_started_by_mistake_still_make_one_sync_per_shop_per_period(fault_stack):

@@ -182,6 +182,8 @@ def test_no_secret_or_buyer_contact_leaks_from_a_sync_through_every_error_path(f
 
     monkeypatch.setenv("KSYNC_BULK_THRESHOLD", "0")
     reset_settings_cache()
+    with session_scope() as session:  # as a sync task redelivered between planning and dispatch finds it
+        history.get_run(session, run_id).phase = "planned"
     dispatch(run_id)
     monkeypatch.setenv("KSYNC_BULK_THRESHOLD", "100000")
     reset_settings_cache()
@@ -195,10 +197,11 @@ def test_no_secret_or_buyer_contact_leaks_from_a_sync_through_every_error_path(f
     # failures re-reads the malformed orders from TikTok (refresh with the rotated refresh token: pair #2).
     start_worker(stack, "items", "profiles,events,bulk")
     run = wait_for_run(run_id, timeout=120)
-    assert run.status == "partial" and run.failed_count > len(stack.tiktok.malformed_ids())
+    # the victim's records fail (400), or stay unsent when 5xx outlasts their attempts (the run then fails)
+    assert run.status in ("partial", "failed") and run.failed_count > len(stack.tiktok.malformed_ids())
     stack.tiktok.expire_access_token()
     replay = wait_for_run(retry_failed(run_id), timeout=90)
-    assert replay.status in ("partial", "failed") and replay.failed_count == run.failed_count
+    assert replay.status in ("partial", "failed") and replay.failed_count + replay.unsent_count == run.failed_count
     refreshed |= {"refreshed TIKTOK_ACCESS_TOKEN #2": stack.tiktok.access_token,
                   "refreshed TIKTOK_REFRESH_TOKEN #2": stack.tiktok.refresh_token}
     assert len(set(refreshed.values())) == 4 and stack.tiktok.counters()["token_refreshes"] == 2
@@ -215,7 +218,7 @@ def test_no_secret_or_buyer_contact_leaks_from_a_sync_through_every_error_path(f
     # The error paths really ran and were logged, at DEBUG level.
     assert everything.count("tiktok access token refreshed") == 2
     assert "level=debug" in everything
-    assert "klaviyo create_event retry" in everything or "klaviyo create_or_update_profile retry" in everything
+    assert "retry: Retry in" in everything  # a 429 or 5xx became a task retry
     assert re.search(r"item\(s\) \[\d+\] failed: Klaviyo \w+ answered 400", everything)
     # Today no product path logs a buyer's e-mail or phone at all (the 400 names no value, our own validation
     # names fields, not values), so the PII half is a guard; at DEBUG, Celery logs every task message it runs
