@@ -149,8 +149,13 @@ class AfterSales:
         rng = random.Random(f"{shop_seed}:aftersales")
         delivered = [r for r in records if _paid_and_open(r) and
                      lifecycle.first_at(r.history, lifecycle.DELIVERED, lifecycle.COMPLETED) is not None]
+        multi = next((r for r in delivered if len(r.plan.units) > 1), None)
+        if multi is not None:                    # the full walk goes first, on an order it half returns
+            delivered.remove(multi)
+            delivered.insert(0, multi)
         showcase = list(SHOWCASE)
         for record in delivered:
+            first = not self.returns
             if showcase:
                 kind, path, share = showcase.pop(0)
             elif rng.random() < 0.06:
@@ -166,6 +171,8 @@ class AfterSales:
                 continue
             delivered_at = lifecycle.first_at(record.history, lifecycle.DELIVERED, lifecycle.COMPLETED)
             units = record.plan.units if rng.random() < 0.5 else record.plan.units[:max(1, len(record.plan.units) // 2)]
+            if first:
+                units = record.plan.units[:1]
             at, steps = delivered_at + rng.randint(3600, 4 * 86400), []
             for status in path:
                 if at >= now:
@@ -174,7 +181,7 @@ class AfterSales:
                 at += rng.randint(1800, 2 * 86400)
             if steps:
                 self._add_return(record, kind, "BUYER", rng.choice(REASONS), list(units), steps, share)
-                if len(self.returns) == 1 and len(record.plan.units) > len(units):
+                if first and len(record.plan.units) > len(units):
                     rest = list(record.plan.units[len(units):])  # the same order's second return
                     second_at = steps[-1][1] + 3600
                     if second_at < now:
