@@ -33,7 +33,8 @@ from .retry import TikTokRetryPolicy
 from .schemas import load_order, parse_order
 from .signing import sign, webhook_signature
 from .tokens import MemoryTokenStore, RedisTokenStore, TokenPair, TokenStore
-from .webhooks import NotificationDeduplicator, WebhookSignatureError, parse_order_status_notification, verify_webhook
+from .webhooks import (NOTIFICATION_TYPES, Notification, NotificationDeduplicator, WebhookSignatureError,
+                       parse_notification, parse_order_status_notification, verify_webhook)
 
 __all__ = [
     "DEFAULT_API_BASE_URL", "DEFAULT_AUTH_BASE_URL", "TikTokRetryPolicy", "TikTokShopClient", "unix_seconds",
@@ -49,5 +50,6 @@ __all__ = [
     "SalesAttribute", "SkuInventory", "WarehouseInventory", "WarehouseStock", "parse_inventory", "parse_product",
     "parse_product_summary",
     "MemoryTokenStore", "RedisTokenStore", "TokenPair", "TokenStore",
-    "NotificationDeduplicator", "WebhookSignatureError", "parse_order_status_notification", "verify_webhook",
+    "NOTIFICATION_TYPES", "Notification", "NotificationDeduplicator", "WebhookSignatureError", "parse_notification",
+    "parse_order_status_notification", "verify_webhook",
 ]
