@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import time
+from urllib.parse import urlencode
 from typing import TYPE_CHECKING
 
 from flask import Flask, Response, request
@@ -46,6 +47,22 @@ ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 def create_app(standin: "TikTokStandIn") -> Flask:
     app = Flask("sandbox.tiktok")
     app.register_blueprint(admin_blueprint(standin))
+
+    def consent():
+        """The seller consent page, consenting at once: a fresh auth code for ``seller`` (a stand-in
+        extension; default the first shop's seller), sent to the redirect URL with ``state``."""
+        try:
+            code = standin.issue_auth_code(request.args.get("seller"))
+        except KeyError:
+            return Response(json.dumps({"error": "no such seller"}), status=404, mimetype="application/json")
+        query = {"code": code, "state": request.args.get("state", "")}
+        if standin.redirect_url:
+            sep = "&" if "?" in standin.redirect_url else "?"
+            return Response(status=302, headers={"Location": f"{standin.redirect_url}{sep}{urlencode(query)}"})
+        return Response(json.dumps(query), mimetype="application/json")
+
+    app.add_url_rule("/open/authorize", "consent", consent, methods=["GET"])
+    app.add_url_rule("/oauth/authorize", "consent_legacy", consent, methods=["GET"])
 
     def tiktok(path: str = ""):
         return _handle(standin, request.path)

@@ -50,6 +50,8 @@ class TikTokStandIn:
         token_ttl_seconds(int): access token lifetime. webhook_url(str): where notifications of every
             shop are POSTed (``set_webhook_url`` per shop). webhook_events: the event types that URL
             subscribes to (TikTok subscribes per type); default ORDER_STATUS_CHANGE only, as before.
+        redirect_url(str): the app's redirect URL; ``/open/authorize`` (the consent page) sends the
+            seller there with ``code`` and ``state``, as TikTok does after consent.
         now(int): pin the generation clock.
     """
 
@@ -59,7 +61,7 @@ class TikTokStandIn:
                  token_ttl_seconds: int = 7 * 86400, webhook_url: str | None = None, host: str = "127.0.0.1",
                  now: int | None = None, webhook_retry_schedule=DEFAULT_RETRY_SCHEDULE,
                  shops: int | list | None = None, shared_buyers: float = 0.0,
-                 webhook_events=(ORDER_STATUS_CHANGE,)):
+                 webhook_events=(ORDER_STATUS_CHANGE,), redirect_url: str | None = None):
         self.app_key, self.app_secret = app_key, app_secret
         self.order_count, self.days, self.seed = orders, days, seed
         self.currency, self.malformed_ratio = currency.upper(), malformed_ratio
@@ -67,6 +69,7 @@ class TikTokStandIn:
         self.generated_at = int(time.time()) if now is None else int(now)
         self.shop_specs = _specs(shops)
         self.shared_buyers = shared_buyers
+        self.redirect_url = redirect_url
         #: Subscriptions: shop id (None = every shop) -> (url, event types).
         self._subscriptions: dict[str | None, tuple[str, frozenset[int]]] = {}
         if webhook_url:

@@ -115,3 +115,18 @@ def test_after_deauthorization_the_old_tokens_are_refused():
         with pytest.raises(TikTokAuthError) as caught:
             list(client.search_orders(0, FAR_FUTURE))
         assert caught.value.code == 36009004
+
+
+def test_the_consent_page_redirects_with_a_code_the_client_can_exchange():
+    import requests
+
+    with TikTokStandIn(orders=3, redirect_url="https://app.example/tiktok/callback") as t:
+        url = authorization_url("7123", state="csrf-1", base_url=t.url)
+        answer = requests.get(url, allow_redirects=False, timeout=10)
+        assert answer.status_code == 302
+        location = urlsplit(answer.headers["Location"])
+        assert (location.netloc, location.path) == ("app.example", "/tiktok/callback")
+        params = parse_qs(location.query)
+        assert params["state"] == ["csrf-1"]
+        grant = fresh_client(t).exchange_auth_code(params["code"][0])
+        assert grant.open_id == t.open_id
