@@ -1,9 +1,7 @@
-"""TikTokShopClient: signed requests to the TikTok Shop Open API (202309 versions).
+"""TikTokShopClient: the TikTok Shop Open API (202309 versions), one method per operation ksync uses.
 
-Each attempt is stamped and signed afresh (TikTok rejects timestamps older than
-five minutes, so a retry must never reuse the first signature). The JSON body is
-serialised once and those bytes are both signed and sent. The envelope's
-``code`` decides success, not the HTTP status alone (``envelope.py``).
+Signing, retries and the token host's wire live in ``transport.py``; the
+envelope's ``code`` decides success, not the HTTP status alone (``envelope.py``).
 
 An expired access token (105002) is refreshed once through the token host, the
 new pair is saved in the token store (so every worker picks it up), and the call
@@ -20,36 +18,21 @@ from __future__ import annotations
 import logging
 import math
 import os
-import random
 import re
 import time
-from collections import Counter
 from datetime import datetime
 from typing import Callable, Iterable, Iterator, Mapping
-from urllib.parse import urlencode
-
-import requests
-import tenacity
-from requests.adapters import HTTPAdapter
 
 from . import redact
 from .aftersales import Cancellation, Return, parse_cancellation, parse_return
 from .auth import TokenGrant, load_grant
 from .catalog import InventoryRecord, Product, ProductSummary, parse_inventory, parse_product, parse_product_summary
-from .envelope import read_envelope
-from .exceptions import (
-    TikTokAPIError,
-    TikTokAuthError,
-    TikTokNetworkError,
-    TikTokPagingError,
-    TikTokServerError,
-    TikTokTokenExpiredError,
-)
+from .exceptions import TikTokAuthError, TikTokPagingError, TikTokServerError, TikTokTokenExpiredError
 from .models import InvalidOrder, InvalidRecord, Order, Shop
 from .retry import TikTokRetryPolicy
 from .schemas import SHOP_SCHEMA, parse_order
-from .signing import encode_body, sign
 from .tokens import MemoryTokenStore, TokenPair, TokenStore
+from .transport import Transport
 from .webhooks import verify_webhook
 
 log = logging.getLogger(__name__)
@@ -119,10 +102,10 @@ class TikTokShopClient:
         self.app_key = app_key
         self._app_secret = app_secret
         self.shop_cipher = shop_cipher
-        self.base_url = base_url.rstrip("/")
-        self.auth_base_url = auth_base_url.rstrip("/")
-        self.timeout = timeout
-        self.retry = retry or TikTokRetryPolicy()
+        self.transport = Transport(app_key, app_secret, base_url, auth_base_url, timeout,
+                                   retry or TikTokRetryPolicy(), sleep, clock)
+        self.base_url, self.auth_base_url = self.transport.base_url, self.transport.auth_base_url
+        self.timeout, self.retry = timeout, self.transport.retry
         self._sleep = sleep
         self._clock = clock
         self._on_secret = on_secret
@@ -131,11 +114,7 @@ class TikTokShopClient:
         self._tokens = stored if stored and stored.access_token else TokenPair(access_token or "", refresh_token)
         self._secret(app_secret, self._tokens.access_token, self._tokens.refresh_token)
         redact.install()
-        self.session = requests.Session()
-        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=4, max_retries=0)
-        self.session.mount("http://", adapter)
-        self.session.mount("https://", adapter)
-        self.session.headers.update({"Content-Type": "application/json", "User-Agent": "ksync/0.1"})
+        self.session = self.transport.session
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ, **kwargs) -> "TikTokShopClient":
@@ -170,7 +149,7 @@ class TikTokShopClient:
         return f"TikTokShopClient(app_key={self.app_key!r}, shop_cipher={self.shop_cipher!r}, base_url={self.base_url!r})"
 
     def close(self) -> None:
-        self.session.close()
+        self.transport.close()
 
     def __enter__(self) -> "TikTokShopClient":
         return self
@@ -315,7 +294,7 @@ class TikTokShopClient:
         if not auth_code:
             raise ValueError("auth_code is empty")
         self._secret(auth_code)
-        data = self._token_host(TOKEN_GET_PATH, {"auth_code": auth_code, "grant_type": "authorized_code"})
+        data = self.transport.token_host(TOKEN_GET_PATH, {"auth_code": auth_code, "grant_type": "authorized_code"})
         grant = load_grant(data, TOKEN_GET_PATH)
         self._adopt(grant)
         return grant
@@ -337,7 +316,7 @@ class TikTokShopClient:
             refresh_token = (stored or self._tokens).refresh_token or self._tokens.refresh_token
             if not refresh_token:
                 raise TikTokAuthError("the TikTok access token expired and no refresh token is configured (TIKTOK_REFRESH_TOKEN)")
-            data = self._token_host(TOKEN_REFRESH_PATH, {"refresh_token": refresh_token, "grant_type": "refresh_token"})
+            data = self.transport.token_host(TOKEN_REFRESH_PATH, {"refresh_token": refresh_token, "grant_type": "refresh_token"})
             grant = load_grant(data, TOKEN_REFRESH_PATH)
             pair = self._adopt(grant)
             log.info("tiktok access token refreshed", extra={"fields": {"expires_at": pair.access_expires_at}})
@@ -352,18 +331,7 @@ class TikTokShopClient:
         self._tokens = pair
         return pair
 
-    def _token_host(self, path: str, query: dict) -> dict:
-        """One unsigned call to the token host; the URL (it holds the secret) is never logged or raised."""
-        params = {"app_key": self.app_key, "app_secret": self._app_secret, **query}
-        try:
-            response = self.session.get(f"{self.auth_base_url}{path}?{urlencode(params)}", timeout=self.timeout)
-        except requests.Timeout:
-            raise TikTokNetworkError(f"TikTok {path} timed out after {self.timeout}s") from None
-        except requests.RequestException as exc:
-            raise TikTokNetworkError(f"TikTok {path} failed: {type(exc).__name__}") from None
-        return read_envelope(response, path, token_host=True)
-
-    # Transport ---------------------------------------------------------------------------------
+    # Paging and calls --------------------------------------------------------------------------------
 
     def _pages(self, path: str, query: dict, body: dict, list_key: str) -> Iterator[dict]:
         """Raw records of a paged POST search, following ``next_page_token`` to the end.
@@ -390,61 +358,12 @@ class TikTokShopClient:
               shop_scoped: bool = True) -> dict:
         """One API call with retries; an expired token is refreshed once and the call repeated."""
         try:
-            return self._with_retries(method, path, query or {}, body, shop_scoped)
+            return self.transport.call(method, path, query or {}, body, self._tokens.access_token,
+                                       self.shop_cipher, shop_scoped)
         except TikTokTokenExpiredError:
             self.refresh_access_token(expired_token=self._tokens.access_token)
-            return self._with_retries(method, path, query or {}, body, shop_scoped)
-
-    def _with_retries(self, method, path, query, body, shop_scoped) -> dict:
-        counts: Counter = Counter()
-
-        waits: dict[int, float] = {}
-
-        def planned_wait(state: tenacity.RetryCallState) -> float:
-            if state.attempt_number not in waits:
-                waits[state.attempt_number] = self.retry.wait_for(state.outcome.exception(), state.attempt_number,
-                                                                  random.uniform(0, self.retry.jitter))
-            return waits[state.attempt_number]
-
-        def stop(state: tenacity.RetryCallState) -> bool:
-            exc = state.outcome.exception()
-            counts[type(exc)] += 1
-            if counts[type(exc)] > self.retry.budget(exc):
-                return True
-            return self.retry.max_wait is not None and planned_wait(state) > self.retry.max_wait
-
-        def wait(state: tenacity.RetryCallState) -> float:
-            return planned_wait(state)
-
-        def before_sleep(state: tenacity.RetryCallState) -> None:
-            exc = state.outcome.exception()
-            log.warning("tiktok %s retry %d after %s", path, state.attempt_number, exc.message,
-                        extra={"fields": {"code": exc.code}})
-
-        retrying = tenacity.Retrying(
-            retry=tenacity.retry_if_exception(lambda e: isinstance(e, TikTokAPIError) and e.retriable),
-            stop=stop, wait=wait, sleep=self._sleep, before_sleep=before_sleep, reraise=True)
-        return retrying(self._send_once, method, path, query, body, shop_scoped)
-
-    def _send_once(self, method: str, path: str, query: dict, body: dict | None, shop_scoped: bool) -> dict:
-        params = {k: v for k, v in query.items() if v is not None and v != ""}
-        params["app_key"] = self.app_key
-        params["timestamp"] = int(self._clock())
-        if shop_scoped:
-            if not self.shop_cipher:
-                raise TikTokAuthError("no shop cipher: set TIKTOK_SHOP_CIPHER")
-            params["shop_cipher"] = self.shop_cipher
-        data = encode_body(body) if method != "GET" else None
-        params["sign"] = sign(self._app_secret, path, params, data)
-        url = f"{self.base_url}{path}?{urlencode(params)}"
-        try:
-            response = self.session.request(method, url, data=data, timeout=self.timeout,
-                                            headers={"x-tts-access-token": self._tokens.access_token})
-        except requests.Timeout:
-            raise TikTokNetworkError(f"TikTok {path} timed out after {self.timeout}s") from None
-        except requests.RequestException as exc:
-            raise TikTokNetworkError(f"TikTok {path} failed: {type(exc).__name__}") from None
-        return read_envelope(response, path)
+            return self.transport.call(method, path, query or {}, body, self._tokens.access_token,
+                                       self.shop_cipher, shop_scoped)
 
 
 def _half_open(ge: datetime | int, lt: datetime | int) -> dict:

@@ -26,7 +26,7 @@ from flask import Flask, Response, request
 from . import errors
 from .admin import admin_blueprint
 from .errors import MESSAGES, ApiError
-from .commerce import COMMERCE_ROUTES, PRODUCT_DETAIL, commerce_endpoint, route_for
+from .commerce import COMMERCE_ROUTES, commerce_endpoint, route_for
 from .signing import sign_request, signatures_match
 from .store import SORT_FIELDS, SORT_ORDERS, Filters, PageTokenError
 from .tokens import SCOPES
