@@ -73,7 +73,7 @@ def create_app(standin: "TikTokStandIn") -> Flask:
 
 
 def _respond(standin, path: str, status: int, code: int, message: str, data, headers=None) -> Response:
-    standin.stats.request(path, code, status)
+    standin.stats.request(route_for(path), code, status)   # product ids fold into one route
     return Response(errors.envelope(code, message, data), status=status, headers=headers or {},
                     mimetype="application/json")
 
@@ -156,7 +156,7 @@ def _check_cipher(seller, path: str, args):
 def _api_endpoint(standin, path: str):
     args = request.args.to_dict()
     _check_app_key(standin, args)
-    if standin.faults.throttled(args["app_key"], path):
+    if standin.faults.throttled(args["app_key"], route_for(path)):     # one bucket per API, not per id
         raise ApiError(429, errors.RATE_LIMITED, MESSAGES["rate_limited"],
                        {"Retry-After": str(standin.faults.settings.retry_after)})
     if not args.get("sign"):

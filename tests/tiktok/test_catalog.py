@@ -110,3 +110,44 @@ def test_inventory_is_asked_a_hundred_products_at_a_time(shop):
     records = client_for(shop).search_inventory(wanted)
     assert sum(shop.counters()["requests"][INVENTORY].values()) - before == 2
     assert sorted(r.product_id for r in records) == sorted(ids)
+
+
+def test_product_detail_calls_are_counted_and_rate_limited_per_route_not_per_product(shop):
+    client = client_for(shop)
+    live = [p["id"] for p in shop.first.products() if p["status"] == "ACTIVATE"][:3]
+    for product_id in live:
+        client.get_product(product_id)
+    counted = shop.counters()["requests"]
+    assert counted["/product/202309/products/{product_id}"]["0"] == 3
+    assert not any(product_id in path for path in counted for product_id in live)
+
+
+@pytest.mark.parametrize("raw, field", [
+    ({"product_id": "1", "skus": [{"id": "2", "total_available_quantity": -1}]}, "skus[0].total_available_quantity"),
+    ({"product_id": "1", "skus": [{"id": "2", "total_available_quantity": "5"}]}, "skus[0].total_available_quantity"),
+    ({"product_id": "1"}, "skus"),
+    ("not an object", "<inventory>"),
+])
+def test_an_unusable_inventory_record_is_named_by_product_and_field(raw, field):
+    from tiktok import InvalidRecord, parse_inventory
+
+    bad = parse_inventory(raw)
+    assert isinstance(bad, InvalidRecord) and bad.kind == "inventory" and bad.field == field
+    assert bad.record_id == (raw.get("product_id") if isinstance(raw, dict) else None)
+
+
+@pytest.mark.parametrize("raw, field", [
+    ({"id": "1", "title": "T", "status": "ACTIVATE", "create_time": 1_700_000_000, "update_time": 1_700_000_000,
+      "skus": [{"id": "2", "price": {"currency": "usd", "sale_price": "1.00"}}]}, "skus[0].price.currency"),
+    ({"id": "1", "title": "", "status": "ACTIVATE", "create_time": 1_700_000_000, "update_time": 1_700_000_000,
+      "skus": [{"id": "2"}]}, "title"),
+    ({"id": "1", "title": "T", "status": "activate", "create_time": 1_700_000_000, "update_time": 1_700_000_000,
+      "skus": [{"id": "2"}]}, "status"),
+    ({"id": "1", "title": "T", "status": "ACTIVATE", "create_time": 1_700_000_000, "update_time": 1_700_000_000,
+      "skus": []}, "skus"),
+])
+def test_an_unusable_product_detail_is_named_by_id_and_field(raw, field):
+    from tiktok import InvalidRecord, parse_product
+
+    bad = parse_product(raw)
+    assert isinstance(bad, InvalidRecord) and (bad.kind, bad.record_id, bad.field) == ("product", "1", field)
