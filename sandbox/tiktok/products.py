@@ -85,9 +85,10 @@ def _image(key: str, thumb: bool = False) -> str:
 class Catalog:
     """All products of one shop; thread-safe. Times are unix seconds."""
 
-    def __init__(self, skus: tuple[Sku, ...], currency: str, shop_seed: str, generated_at: int, days: float):
+    def __init__(self, skus: tuple[Sku, ...], currency: str, shop_seed: str, generated_at: int, days: float,
+                 region: str = "US"):
         self.lock = threading.RLock()
-        self.currency = currency
+        self.currency, self.region = currency, region
         rng = random.Random(f"{shop_seed}:catalog")
         self.warehouses = tuple(str(7_068_517_275_539_719_941 + rng.randrange(10**9) * 2 + k) for k in range(2))
         self.products: dict[str, ProductState] = {}
@@ -153,7 +154,7 @@ class Catalog:
     def summary(self, product: ProductState) -> dict:
         """A product as Search Products lists it."""
         return {"id": product.id, "title": product.title, "status": product.status,
-                "create_time": product.create_time, "update_time": product.update_time, "sales_regions": ["US"],
+                "create_time": product.create_time, "update_time": product.update_time, "sales_regions": [self.region],
                 "skus": [{"id": s.sku.sku_id, "seller_sku": s.sku.seller_sku, "price": self._price(s),
                           "inventory": [{"warehouse_id": w, "quantity": q} for w, q in s.stock.items()]}
                          for s in product.skus]}

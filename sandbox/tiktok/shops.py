@@ -72,7 +72,7 @@ class StandInShop:
         self.store = OrderStore(records, standin.generated_at)
         self.malformed = {r.plan.id for r in records if r.malformation}
         self.aftersales = AfterSales(records, str(seed), standin.generated_at)
-        self.catalog = Catalog(skus, self.currency, str(seed), standin.generated_at, standin.days)
+        self.catalog = Catalog(skus, self.currency, str(seed), standin.generated_at, standin.days, self.region)
 
     def info(self) -> dict:
         """The shop as ``/authorization/202309/shops`` lists it."""
