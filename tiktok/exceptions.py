@@ -2,9 +2,11 @@
 
 Retriable: ``TikTokRateLimitError`` (36009002 / HTTP 429), ``TikTokServerError``
 (5xx, 36009003, 36009007, unreadable answers), ``TikTokNetworkError``.
-Fatal: ``TikTokAuthError`` (credentials, expired refresh), ``TikTokSignatureError``
-(106001: wrong app secret or a body signed differently from what was sent).
-Per record: ``OrderValidationError`` names the order id and the field.
+Fatal: ``TikTokAuthError`` (credentials), ``TikTokSignatureError`` (106001: wrong app
+secret or a body signed differently from what was sent), and
+``TikTokReauthorizationRequired`` (the token host refused the refresh token or
+auth code: only the seller authorizing the app again can mend it).
+Per record: ``OrderValidationError`` / ``RecordValidationError`` name the record id and the field.
 
 No message ever contains the app secret or a token.
 """
@@ -28,6 +30,14 @@ class TikTokAPIError(Exception):
 
 class TikTokAuthError(TikTokAPIError):
     """Missing, invalid or expired credentials (36009004 credential messages, 105002, 105005...)."""
+
+
+class TikTokReauthorizationRequired(TikTokAuthError):
+    """The token host rejected the grant: a refresh token (or auth code) that is invalid, used,
+    revoked (36004004) or expired (105002). Retrying cannot help; the seller must authorize the
+    app again, so the app marks the connection ``needs_reauth``. A network failure or a 5xx
+    during a refresh is *not* this error: it stays a retriable ``TikTokNetworkError`` /
+    ``TikTokServerError``."""
 
 
 class TikTokTokenExpiredError(TikTokAuthError):
@@ -74,5 +84,16 @@ class OrderValidationError(ValueError):
     def __init__(self, order_id: str | None, field: str, message: str):
         super().__init__(f"order {order_id or '<no id>'}: {field}: {message}")
         self.order_id = order_id
+        self.field = field
+        self.message = message
+
+
+class RecordValidationError(ValueError):
+    """A return, cancellation, product or inventory record we cannot use, naming its kind, id and field."""
+
+    def __init__(self, kind: str, record_id: str | None, field: str, message: str):
+        super().__init__(f"{kind} {record_id or '<no id>'}: {field}: {message}")
+        self.kind = kind
+        self.record_id = record_id
         self.field = field
         self.message = message

@@ -14,8 +14,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
-from logs import mask_email
-
 
 class OrderStatus(str, enum.Enum):
     UNPAID = "UNPAID"
@@ -37,6 +35,14 @@ _RELAY_RE = re.compile(r"@(?:[\w-]+\.)*(?:tiktokw\.us|tiktok\.com)$", re.IGNOREC
 def is_relay_email(email: str | None) -> bool:
     """True for TikTok's anonymised relay addresses (``...@scs.tiktokw.us`` and friends)."""
     return bool(email) and bool(_RELAY_RE.search(email.strip()))
+
+
+def mask_email(email: str | None) -> str | None:
+    """``jane.doe@example.com`` -> ``j***@example.com``: enough to tell buyers apart in a repr."""
+    if not email or "@" not in email:
+        return email
+    local, _, domain = email.partition("@")
+    return f"{local[:1]}***@{domain}"
 
 
 def is_masked(value: str | None) -> bool:
@@ -183,6 +189,25 @@ class InvalidOrder:
     @property
     def error(self) -> str:
         return f"order {self.order_id or '<no id>'}: {self.field}: {self.message}"
+
+
+@dataclass(frozen=True)
+class InvalidRecord:
+    """A return, cancellation, product or inventory record that failed validation.
+
+    Like ``InvalidOrder``: it names the record's ``kind``, id and the first bad field,
+    and the rest of its page still comes through.
+    """
+
+    kind: str
+    record_id: str | None
+    field: str
+    message: str
+    raw: dict = field(repr=False, compare=False, default_factory=dict)
+
+    @property
+    def error(self) -> str:
+        return f"{self.kind} {self.record_id or '<no id>'}: {self.field}: {self.message}"
 
 
 @dataclass(frozen=True)

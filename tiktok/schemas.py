@@ -16,8 +16,8 @@ from decimal import Decimal, InvalidOperation
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, pre_load, validate
 
-from .exceptions import OrderValidationError
-from .models import DistrictInfo, InvalidOrder, LineItem, Order, OrderStatus, Payment, RecipientAddress, Shop
+from .exceptions import OrderValidationError, RecordValidationError
+from .models import DistrictInfo, InvalidOrder, InvalidRecord, LineItem, Order, OrderStatus, Payment, RecipientAddress, Shop
 
 #: Plausible order times: TikTok Shop did not exist before 2016; nothing is dated past 2099.
 EARLIEST_ORDER_TIME = int(datetime(2016, 1, 1, tzinfo=timezone.utc).timestamp())
@@ -73,6 +73,42 @@ def _id():
 class _Schema(Schema):
     class Meta:
         unknown = EXCLUDE
+
+
+class _Record(_Schema):
+    """Base for after-sales and catalog records: ``None`` and ``""`` mean "not set" (TikTok sends both)."""
+
+    @pre_load
+    def _drop_empty(self, data, **kwargs):
+        if isinstance(data, dict):
+            return {k: v for k, v in data.items() if v is not None and v != ""}
+        return data
+
+
+#: Status and type values: upper-case tokens. Values we do not know yet are kept, not refused,
+#: because TikTok adds states (e.g. the 2026 EXCHANGE_* return states) without a new API version.
+TOKEN_PATTERN = r"^[A-Z][A-Z0-9_]{0,63}\Z"
+
+
+class Token(fields.String):
+    """An upper-case status/type token -> the ``enum`` member when known, else the string itself."""
+
+    def __init__(self, enum=None, **kwargs):
+        super().__init__(validate=validate.Regexp(TOKEN_PATTERN, error="Not a status token."), **kwargs)
+        self.enum = enum
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        text = super()._deserialize(value, attr, data, **kwargs)
+        if self.enum is not None and text in self.enum.__members__:
+            return self.enum[text]
+        return text
+
+
+def record_id(required: bool = True):
+    """An id field: printable text, 1 to 64 characters."""
+    kwargs = {"required": True} if required else {"load_default": None}
+    return fields.String(validate=validate.Regexp(ID_PATTERN, error="Not a valid id (1 to 64 printable characters)."),
+                         **kwargs)
 
 
 class PaymentSchema(_Schema):
@@ -229,3 +265,25 @@ def parse_order(raw) -> Order | InvalidOrder:
     except OrderValidationError as exc:
         return InvalidOrder(order_id=exc.order_id, field=exc.field, message=exc.message,
                             raw=raw if isinstance(raw, dict) else {"value": repr(raw)[:200]})
+
+
+def load_record(kind: str, schema: Schema, raw, id_key: str):
+    """Validate one record; raise ``RecordValidationError`` naming ``kind``, its id and the field."""
+    rid = clean_id(raw.get(id_key)) if isinstance(raw, dict) else None
+    if not isinstance(raw, dict):
+        raise RecordValidationError(kind, rid, f"<{kind}>", f"expected an object, got {type(raw).__name__}")
+    try:
+        return replace(schema.load(raw), raw=raw)
+    except ValidationError as exc:
+        field, message = _first_error(exc.messages)
+        field = f"<{kind}>" if field in ("", "<order>") else field
+        raise RecordValidationError(kind, rid, field, message) from None
+
+
+def parse_record(kind: str, schema: Schema, raw, id_key: str):
+    """``load_record`` that returns an ``InvalidRecord`` instead of raising."""
+    try:
+        return load_record(kind, schema, raw, id_key)
+    except RecordValidationError as exc:
+        return InvalidRecord(kind=kind, record_id=exc.record_id, field=exc.field, message=exc.message,
+                             raw=raw if isinstance(raw, dict) else {"value": repr(raw)[:200]})

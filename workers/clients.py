@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import redis
 
+import logs
 from klaviyo import KlaviyoClient, RetryPolicy
-from settings import get_settings
-from tiktok import RedisTokenStore, TikTokShopClient
-from tiktok import RetryPolicy as TikTokRetryPolicy
+from settings import Settings, get_settings
+from tiktok import RedisTokenStore, TikTokRetryPolicy, TikTokShopClient
 
 #: Inside tasks: no in-client retries at all; the task retries with a countdown (see above).
 TASK_RETRY_POLICY = RetryPolicy(max_429=0, max_5xx=0, max_network=0, backoff_base=0.5, backoff_max=5)
@@ -76,11 +76,21 @@ def klaviyo() -> KlaviyoClient:
     return _cache["klaviyo"]
 
 
+def tiktok_from_settings(settings: Settings, shop_cipher: str | None = None, **kwargs) -> TikTokShopClient:
+    """A TikTok client from ksync's settings; its secrets are registered for log redaction."""
+    settings.require("TIKTOK_APP_KEY", "TIKTOK_APP_SECRET", "TIKTOK_ACCESS_TOKEN")
+    cipher = shop_cipher or (settings.shop_ciphers[0] if settings.shop_ciphers else None)
+    return TikTokShopClient(settings.tiktok_app_key, settings.tiktok_app_secret, settings.tiktok_access_token, cipher,
+                            base_url=settings.tiktok_api_base_url, auth_base_url=settings.tiktok_auth_base_url,
+                            refresh_token=settings.tiktok_refresh_token or None, on_secret=logs.register_secret,
+                            **kwargs)
+
+
 def tiktok(shop: str) -> TikTokShopClient:
     key = f"tiktok:{shop}"
     if key not in _cache:
         settings = get_settings()
         store = RedisTokenStore(redis_client(), settings.tiktok_app_key or "unset")
-        _cache[key] = TikTokShopClient.from_settings(settings, token_store=store, shop_cipher=shop,
-                                                     retry=TASK_TIKTOK_RETRY, timeout=TASK_HTTP_TIMEOUT)
+        _cache[key] = tiktok_from_settings(settings, shop, token_store=store, retry=TASK_TIKTOK_RETRY,
+                                           timeout=TASK_HTTP_TIMEOUT)
     return _cache[key]

@@ -92,7 +92,9 @@ class KlaviyoSyncService:
     @property
     def tiktok(self) -> TikTokShopClient:
         if self._tiktok is None:
-            self._tiktok = TikTokShopClient.from_settings(self.settings, shop_cipher=self.shop)
+            from .clients import tiktok_from_settings
+
+            self._tiktok = tiktok_from_settings(self.settings, shop_cipher=self.shop)
         return self._tiktok
 
     # The seed's API ------------------------------------------------------------------------------

@@ -28,6 +28,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--webhook-url", default=None)
     p.add_argument("--rate-limit-qps", type=float, default=50, help="per (app_key, path); 0 disables")
     p.add_argument("--token-ttl-seconds", type=int, default=7 * 86400)
+    p.add_argument("--shops", type=int, default=1, help="shops, each with its own seller and --orders orders")
+    p.add_argument("--shared-buyers", type=float, default=0.0, help="share of orders placed by buyers shops share")
+    p.add_argument("--webhook-events", default="ORDER_STATUS_CHANGE",
+                   help="comma-separated event types --webhook-url subscribes to")
     return p.parse_args(argv)
 
 
@@ -37,14 +41,17 @@ def main(argv=None) -> int:
                             seed=args.seed, port=args.port, currency=args.currency,
                             malformed_ratio=args.malformed_ratio, rate_limit_qps=args.rate_limit_qps,
                             token_ttl_seconds=args.token_ttl_seconds, webhook_url=args.webhook_url,
-                            host=args.host)
+                            host=args.host, shops=args.shops if args.shops > 1 else None,
+                            shared_buyers=args.shared_buyers,
+                            webhook_events=[e.strip() for e in args.webhook_events.split(",") if e.strip()])
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with standin:
         for name, value in standin.client_settings().items():
             print(f"{name}={value}")
         sys.stdout.flush()
-        print(f"TikTok stand-in: {args.orders} orders over {args.days:g} days (seed {args.seed}) generated in "
+        print(f"TikTok stand-in: {len(standin.shops)} shop(s) of {args.orders} orders over {args.days:g} days "
+              f"(seed {args.seed}) generated in "
               f"{standin.generation_seconds:.2f}s; serving {standin.url}; controls at {standin.url}/_sandbox/",
               file=sys.stderr, flush=True)
         try:

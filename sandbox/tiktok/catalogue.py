@@ -97,16 +97,20 @@ def _code(name: str) -> str:
     return letters.upper()[:5]
 
 
-@lru_cache(maxsize=1)
-def catalogue() -> tuple[Sku, ...]:
-    """All SKUs, in catalogue order (popular products first)."""
-    rng = random.Random("ksync-tiktok-catalogue")
+@lru_cache(maxsize=16)
+def catalogue(shelf: int = 0) -> tuple[Sku, ...]:
+    """All SKUs, in catalogue order (popular products first).
+
+    ``shelf`` 0 is the first shop's shelf; another shop (``shelf`` = its index) sells the same
+    goods under its own product and SKU ids, as separate TikTok shops do.
+    """
+    rng = random.Random("ksync-tiktok-catalogue" + (f":{shelf}" if shelf else ""))
     skus = []
     for n, (name, price, variants) in enumerate(PRODUCTS):
-        product_id = str(1729380000000000000 + n * 7919 * 10**6 + rng.randrange(10**6))
+        product_id = str(1729380000000000000 + shelf * 10**15 + n * 7919 * 10**6 + rng.randrange(10**6))
         for v, variant in enumerate(variants):
             vname, vprice = variant if isinstance(variant, tuple) else (variant, price)
-            sku_id = str(1729480000000000000 + (n * 16 + v) * 10**9 + rng.randrange(10**9))
+            sku_id = str(1729480000000000000 + shelf * 10**15 + (n * 16 + v) * 10**9 + rng.randrange(10**9))
             image = f"https://p16-oec-va.ibyteimg.com/tos-maliva-i-o3syd03w52-us/{rng.getrandbits(128):032x}" \
                     "~tplv-o3syd03w52-origin-jpeg.jpeg"
             seller_sku = f"{_code(name)}-{_code(vname) or 'STD'}-{n:02d}{v}"

@@ -24,6 +24,9 @@ INVALID_AUTH_CODE = 36004004
 BAD_SIGNATURE = 106001
 MISSING_SHOP_CIPHER = 106013
 EXPIRED_TOKEN = 105002
+#: [INF] Our own code: the references name none for "product deleted, frozen or unknown" on Get
+#: Product. Clients should branch on the HTTP 404 (a not-found error), not on this number.
+PRODUCT_NOT_FOUND = 12052700
 
 MESSAGES = {
     "success": "Success",
@@ -48,6 +51,7 @@ MESSAGES = {
     "bad_path": "Invalid path. The specified path does not match any available endpoint.",
     "bad_method": "Invalid method. The HTTP method used is not supported by this endpoint.",
     "bad_auth_code": "Invalid auth code.",
+    "product_not_found": "The product does not exist, or it is deleted or frozen.",
 }
 
 

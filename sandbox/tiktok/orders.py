@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
 from . import lifecycle, money, people
@@ -148,14 +148,40 @@ def _tracking(rng: random.Random, provider: str) -> str:
     return "9400" + str(rng.randrange(10**17, 10**18))
 
 
-def generate(n: int, days: float = 30, seed: int = 7, now: int | None = None, currency: str = "USD",
-             malformed_ratio: float = 0.0) -> list[OrderRecord]:
-    """Plan and render ``n`` orders created in the ``days`` before ``now`` (default: the real clock)."""
+@dataclass(frozen=True)
+class SharedBuyers:
+    """Buyers several shops share (same ``user_id`` and relay e-mail), and the share of orders they place.
+
+    Drawn from their own random stream, so a shop's other orders are planned as without them.
+    """
+
+    pool: tuple[people.Buyer, ...]
+    fraction: float
+    seed: str
+
+    def pick(self, rng: random.Random, region: people.Region) -> people.Buyer | None:
+        if not self.pool or rng.random() >= self.fraction:
+            return None
+        buyer = rng.choice(self.pool)
+        if buyer.place not in region.places:     # same person, an address in this shop's country
+            buyer = replace(buyer, place=region.places[int(buyer.user_id) % len(region.places)])
+        return buyer
+
+
+def generate(n: int, days: float = 30, seed: int | str = 7, now: int | None = None, currency: str = "USD",
+             malformed_ratio: float = 0.0, skus=None, shared: SharedBuyers | None = None,
+             used_ids: set | None = None) -> list[OrderRecord]:
+    """Plan and render ``n`` orders created in the ``days`` before ``now`` (default: the real clock).
+
+    ``skus`` is the shop's shelf (default: the shared catalogue), ``shared`` buyers other shops
+    also have, ``used_ids`` the order ids other shops already hold (ids are unique across shops).
+    """
     now = int(time.time()) if now is None else int(now)
     currency = currency.upper()
     rng = random.Random(seed)
+    shared_rng = random.Random(f"{seed}:shared:{shared.seed}") if shared else None
     region = people.region_for(currency)
-    skus = catalogue()
+    skus = catalogue() if skus is None else skus
     sku_weights, total = [], 0.0
     for i in range(len(skus)):
         total += 1 / (i + 6) ** 0.8
@@ -167,7 +193,7 @@ def generate(n: int, days: float = 30, seed: int = 7, now: int | None = None, cu
         total += 1 / (r + 60)
         buyer_weights.append(total)
 
-    records, used = [], set()
+    records, used = [], (set() if used_ids is None else used_ids)
     for create_time in _create_times(rng, n, days, now):
         oid = ORDER_ID_BASE + (create_time - ID_EPOCH) * 1_000_000 + rng.randrange(0, 1_000_000, 8)
         while oid in used:
@@ -176,7 +202,7 @@ def generate(n: int, days: float = 30, seed: int = 7, now: int | None = None, cu
         b = rng.choices(range(pool), cum_weights=buyer_weights)[0]
         if b not in buyers:
             buyers[b] = people.make_buyer(random.Random(f"{seed}:buyer:{b}"), region, b, with_email=b % 23 != 5)
-        buyer = buyers[b]
+        buyer = (shared and shared.pick(shared_rng, region)) or buyers[b]
         units = _units(rng, skus, sku_weights, currency, oid + 10**15)
         two_packages = any(u.package for u in units)
         shipping_type = "SELLER" if rng.random() < 0.2 else "TIKTOK"

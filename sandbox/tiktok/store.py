@@ -121,6 +121,20 @@ class OrderStore:
                     moved.append((record, self._apply(record, planned.status, real_now)))
             return moved
 
+    def step(self, order_id: str, real_now: int) -> tuple[OrderRecord, lifecycle.Step] | None:
+        """Apply the order's next planned step now, whatever its planned time; None if it has none."""
+        with self.lock:
+            record = self.records[order_id]
+            if not record.pending:
+                return None
+            planned = record.pending.pop(0)
+            return record, self._apply(record, planned.status, real_now)
+
+    def movable(self) -> list[str]:
+        """Ids of the orders that still have planned steps, oldest first."""
+        with self.lock:
+            return [oid for oid, r in self.records.items() if r.pending]
+
     def set_status(self, order_id: str, status: str, real_now: int, cancel_reason: str | None = None,
                    initiator: str = "SELLER") -> tuple[OrderRecord, lifecycle.Step]:
         """An explicit transition. Later steps are re-planned from here (none after a terminal status)."""

@@ -1,12 +1,14 @@
 """Access and refresh tokens: issue, check, rotate.
 
-Mirrors TikTok's flow: an auth code is exchanged once for a pair; a refresh
+Mirrors TikTok's flow: an auth code (``AuthCodes``) is exchanged once for a pair; a refresh
 returns a new access token AND a new refresh token, with ``*_expire_in`` as
 absolute unix timestamps. The old access token keeps working until its own
 expiry. The old refresh token has a 60 s grace period in which a retry (or a
 second worker racing the first) gets the same new pair back; after that it
 is refused with 36004004 "Invalid auth code." (TikTok's code for a grant it
-does not accept). An expired refresh token answers 105002.
+does not accept). An expired refresh token answers 105002. A revoked one
+(``revoke_refresh``, or the seller deauthorizing the app) is unknown: 36004004.
+One ``TokenBook`` holds one seller's tokens; auth codes name the seller they are for.
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ from . import errors
 
 REFRESH_GRACE_SECONDS = 60
 REFRESH_TTL_SECONDS = 365 * 86400
-SCOPES = ["seller.order.info", "seller.authorization.info", "seller.shop.info"]
+AUTH_CODE_TTL_SECONDS = 30 * 60          #: TikTok: an auth code is valid 30 minutes, single use
+SCOPES = ["seller.order.info", "seller.authorization.info", "seller.shop.info", "seller.return_refund.basic",
+          "seller.product.basic", "seller.product.inventory"]
 
 
 @dataclass(frozen=True)
@@ -54,7 +58,6 @@ class TokenBook:
         self.lock = threading.Lock()
         self._access: dict[str, float] = {}   # token -> precise expiry (the wire shows whole seconds)
         self._refresh: dict[str, _Refresh] = {}
-        self._used_codes: set[str] = set()
         self.current = self._issue(random.Random(f"{seed}:{app_key}:tokens"))
 
     def _now(self) -> float:
@@ -77,13 +80,35 @@ class TokenBook:
             return "invalid"
         return "ok" if self._now() < expires else "expired"
 
-    def exchange_code(self, auth_code: str) -> TokenPair:
-        """Any non-empty code works once (TikTok codes are single use)."""
+    def grant(self) -> TokenPair:
+        """A fresh pair for an exchanged auth code (the seller authorized the app again)."""
         with self.lock:
-            if not auth_code or auth_code in self._used_codes:
-                raise errors.ApiError(200, errors.INVALID_AUTH_CODE, errors.MESSAGES["bad_auth_code"])
-            self._used_codes.add(auth_code)
             return self._issue()
+
+    def owns(self, access_token: str | None) -> bool:
+        with self.lock:
+            return (access_token or "") in self._access
+
+    def owns_refresh(self, refresh_token: str | None) -> bool:
+        with self.lock:
+            return (refresh_token or "") in self._refresh
+
+    def revoke_refresh(self) -> None:
+        """Every refresh token of this seller is refused from now on (36004004); access tokens live on."""
+        with self.lock:
+            self._refresh.clear()
+
+    def expire_refresh(self) -> None:
+        """Every refresh token of this seller has expired (105002)."""
+        with self.lock:
+            for entry in self._refresh.values():
+                entry.expires = int(self._now()) - 1
+
+    def revoke_all(self) -> None:
+        """The seller removed the app: every token is unknown from now on."""
+        with self.lock:
+            self._access.clear()
+            self._refresh.clear()
 
     def refresh(self, refresh_token: str) -> TokenPair:
         with self.lock:
@@ -101,3 +126,29 @@ class TokenBook:
         """The most recently issued access token answers 105002 from now on."""
         with self.lock:
             self._access[self.current.access_token] = self._now() - 1
+
+
+class AuthCodes:
+    """Auth codes minted on request (the seller "consenting"), each for one seller, exchanged once.
+
+    A code that is unknown, already exchanged or older than 30 minutes is refused with 36004004.
+    """
+
+    def __init__(self, clock=time.time):
+        self.clock = clock
+        self.lock = threading.Lock()
+        self._codes: dict[str, tuple[str, float]] = {}
+
+    def issue(self, seller_key: str) -> str:
+        code = "ROW_" + secrets.token_urlsafe(24)
+        with self.lock:
+            self._codes[code] = (seller_key, self.clock() + AUTH_CODE_TTL_SECONDS)
+        return code
+
+    def redeem(self, code: str) -> str:
+        """The seller the code was issued for; the code is spent whether or not it was still valid."""
+        with self.lock:
+            entry = self._codes.pop(code or "", None)
+        if entry is None or self.clock() >= entry[1]:
+            raise errors.ApiError(200, errors.INVALID_AUTH_CODE, errors.MESSAGES["bad_auth_code"])
+        return entry[0]

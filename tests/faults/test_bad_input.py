@@ -53,7 +53,7 @@ from tests.faults.harness import expected, verify
 from tests.faults.postgres import PrivatePostgres, binaries
 from tests.support import T0, make_order_dict, wait_for_run
 from tiktok import InvalidOrder, Order, OrderStatus, TikTokShopClient, parse_order
-from tiktok import RetryPolicy as TikTokRetryPolicy
+from tiktok import TikTokRetryPolicy
 from tiktok.client import ORDER_SEARCH_PATH
 from tiktok.schemas import clean_id, EARLIEST_ORDER_TIME, LATEST_ORDER_TIME, OrderSchema
 from workers.api import enqueue_sync

@@ -231,15 +231,19 @@ def token_call(t, path, **query):
 
 
 def test_auth_code_exchange_is_single_use_and_expiry_is_absolute(fresh):
-    r = token_call(fresh, "/api/v2/token/get", auth_code="code-1", grant_type="authorized_code")
+    code = fresh.issue_auth_code()
+    r = token_call(fresh, "/api/v2/token/get", auth_code=code, grant_type="authorized_code")
     data = r.json()["data"]
     assert r.json()["code"] == 0 and data["access_token"] and data["refresh_token"]
     assert abs(data["access_token_expire_in"] - (time.time() + 7 * 86400)) < 5
     assert data["refresh_token_expire_in"] > data["access_token_expire_in"]
     assert search(fresh, token=data["access_token"]).json()["code"] == 0
-    again = token_call(fresh, "/api/v2/token/get", auth_code="code-1", grant_type="authorized_code").json()
+    again = token_call(fresh, "/api/v2/token/get", auth_code=code, grant_type="authorized_code").json()
     assert again["code"] == 36004004 and again["data"] is None
-    bad_grant = token_call(fresh, "/api/v2/token/get", auth_code="code-2", grant_type="authorization_code")
+    unknown = token_call(fresh, "/api/v2/token/get", auth_code="code-never-issued", grant_type="authorized_code")
+    assert unknown.json()["code"] == 36004004
+    bad_grant = token_call(fresh, "/api/v2/token/get", auth_code=fresh.issue_auth_code(),
+                           grant_type="authorization_code")
     assert_error(bad_grant, 400, 36009004)
     assert_error(token_call(fresh, "/api/v2/token/get", app_secret="nope", auth_code="c", grant_type="authorized_code"),
                  400, 36009004)

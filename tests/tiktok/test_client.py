@@ -15,10 +15,10 @@ from tiktok import (
     MemoryTokenStore,
     Order,
     RedisTokenStore,
-    RetryPolicy,
     TikTokAuthError,
     TikTokPagingError,
     TikTokRateLimitError,
+    TikTokRetryPolicy,
     TikTokShopClient,
     TikTokSignatureError,
 )
@@ -28,7 +28,7 @@ FAR_FUTURE = int(time.time()) + 86400
 
 
 def client_for(t: TikTokStandIn, **kwargs) -> TikTokShopClient:
-    kwargs.setdefault("retry", RetryPolicy(backoff_base=0.05, jitter=0.05))
+    kwargs.setdefault("retry", TikTokRetryPolicy(backoff_base=0.05, jitter=0.05))
     return TikTokShopClient(t.app_key, kwargs.pop("app_secret", t.app_secret), t.access_token, t.shop_cipher,
                             base_url=t.url, auth_base_url=t.auth_url, refresh_token=t.refresh_token, **kwargs)
 
@@ -115,7 +115,7 @@ def test_a_long_retry_after_is_raised_to_the_caller_instead_of_slept_through_whe
     slept = []
     with TikTokStandIn(orders=5, rate_limit_qps=0) as t:
         t.set_faults(force_429=5, retry_after=120)
-        client = client_for(t, retry=RetryPolicy(backoff_base=0.05, jitter=0.05, max_wait=7), sleep=slept.append)
+        client = client_for(t, retry=TikTokRetryPolicy(backoff_base=0.05, jitter=0.05, max_wait=7), sleep=slept.append)
         with pytest.raises(TikTokRateLimitError) as caught:
             list(client.search_orders(0, FAR_FUTURE))
     assert caught.value.retry_after == 120
@@ -126,7 +126,7 @@ def test_short_waits_under_the_cap_are_still_slept_through():
     slept = []
     with TikTokStandIn(orders=5, rate_limit_qps=0) as t:
         t.set_faults(force_429=2, retry_after=2)
-        client = client_for(t, retry=RetryPolicy(backoff_base=0.05, jitter=0.05, max_wait=7), sleep=slept.append)
+        client = client_for(t, retry=TikTokRetryPolicy(backoff_base=0.05, jitter=0.05, max_wait=7), sleep=slept.append)
         assert len(list(client.search_orders(0, FAR_FUTURE))) == 5
     assert len(slept) == 2 and all(2 <= s <= 7 for s in slept)
 
@@ -139,7 +139,7 @@ def test_retry_after_given_as_an_http_date_is_honoured():
     with TikTokStandIn(orders=5, rate_limit_qps=0) as t:
         t.set_faults(force_429=1, retry_after=format_datetime(datetime.now(timezone.utc) + timedelta(seconds=30),
                                                               usegmt=True))
-        client = client_for(t, retry=RetryPolicy(backoff_base=0.05, jitter=0.05, max_wait=7), sleep=slept.append)
+        client = client_for(t, retry=TikTokRetryPolicy(backoff_base=0.05, jitter=0.05, max_wait=7), sleep=slept.append)
         with pytest.raises(TikTokRateLimitError) as caught:
             list(client.search_orders(0, FAR_FUTURE))
     assert 25 <= caught.value.retry_after <= 31 and slept == []

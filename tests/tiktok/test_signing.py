@@ -59,3 +59,17 @@ def test_a_notification_delivered_twice_is_processed_once(redis_client):
     assert dedupe.first_time(note.notification_id) is True
     assert dedupe.first_time(note.notification_id) is False
     assert 0 < redis_client.ttl("test:webhooks:dedupe:7380066284010030890") <= 2 * 24 * 3600
+
+
+def test_any_notification_is_read_with_its_subject_and_ids_as_text():
+    from tiktok import parse_notification
+
+    ret = parse_notification(b'{"type":12,"tts_notification_id":"9","shop_id":7495,"timestamp":1700000000,'
+                             b'"data":{"order_id":"576","return_id":4035,"return_status":"RETURN_OR_REFUND_REQUEST_COMPLETE"}}')
+    assert (ret.type_name, ret.subject, ret.order_id, ret.shop_id) == ("RETURN_STATUS_CHANGE", "4035", "576", "7495")
+    assert ret.age(1700000060) == 60 and ret.dedupe_key() == "9"
+    gone = parse_notification(b'{"type":6,"shop_id":"1","timestamp":1,"data":{"message":"bye"}}')
+    assert gone.subject is None and gone.notification_id is None and gone.dedupe_key().startswith("h:")
+    assert parse_notification(b'{"type":99,"data":{}}').type_name is None        # unknown topic: read, not refused
+    with pytest.raises(ValueError):
+        parse_notification(b'{"data":{}}')
