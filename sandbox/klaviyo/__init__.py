@@ -6,6 +6,11 @@
         ...
         k.summary()["events_by_metric"], k.state()["profiles"]
 
+Several Klaviyo accounts, each with its keys, data and rate-limit windows (accounts.py)::
+
+    with KlaviyoStandIn(accounts={"AbC123": ("pk_a", "pk_a2"), "XyZ789": ("pk_b",)}) as k:
+        k.account("pk_b").summary()            # k.summary() etc. address the first (default) account
+
 Or from a shell: ``python -m sandbox.klaviyo --port 8025``.
 
 Simulated (JSON:API bodies and error bodies as the 2026-07-15 spec and the live
@@ -22,9 +27,12 @@ API have them; checked against the official SDK and through ``prism proxy``):
 * lists and members, segments with live membership (segments.py says which
   conditions are evaluated), bulk profile import jobs with a timed lifecycle and
   import errors, consent and suppression jobs, data-privacy deletion;
+* accounts: several per stand-in, each key seeing only its own account's data;
+  ``GET /api/accounts`` (and ``/{id}``) answers the key's account;
 * keyset cursor pagination with full ``links.next`` URLs;
-* per-key, per-operation fixed-window rate limits from ``klaviyo/ratelimits.json``
-  (429 + integer ``Retry-After``; ``RateLimit-*`` on every other answer);
+* per-account, per-operation fixed-window rate limits from ``klaviyo/ratelimits.json``
+  (all keys of an account share them; 429 + integer ``Retry-After``; ``RateLimit-*``
+  on every other answer);
 * injected faults (faults.py) and admin endpoints under ``/_sandbox/`` (admin.py).
 
 Not simulated: OAuth, scopes (403), other endpoints (404), the extra

@@ -23,8 +23,9 @@ Configure with ``KlaviyoStandIn(faults={...})``, ``set_faults(**kw)`` or
   that names no row and whose payload matches none of the rows sent).
 * ``match``: only requests whose body or query contains this text (an order id, an
   e-mail) are faulted, so a single record can be made to fail.
-* ``ops``: operationIds the faults apply to (default all); ``duration``:
-  seconds after which the faults clear themselves; ``seed``: for repeatable runs.
+* ``ops``: operationIds the faults apply to (default all); ``accounts``: account ids
+  they apply to (default all); ``duration``: seconds after which the faults clear
+  themselves; ``seed``: for repeatable runs.
 
 Faults are decided after the authentication and revision checks, before the
 rate limiter and before any state change: a faulted request changes nothing
@@ -63,6 +64,7 @@ class FaultConfig:
     error_after_commit: bool = False
     job_outcome: str | None = None
     match: str | None = None
+    accounts: list | None = None
     started: float = field(default_factory=time.time)
 
     def __post_init__(self):
@@ -73,6 +75,10 @@ class FaultConfig:
         self.error_statuses = tuple(int(s) for s in self.error_statuses)
         self.retry_after = max(1, int(self.retry_after))
         self.force_429 = int(self.force_429)
+
+    def applies(self, op: str, account: str | None) -> bool:
+        """The faults cover this operation and account."""
+        return (self.ops is None or op in self.ops) and (self.accounts is None or account in self.accounts)
 
     def public(self) -> dict:
         out = asdict(self)
@@ -119,18 +125,18 @@ class Faults:
                 self.config = config = None
             return config
 
-    def job_outcome(self, now: float, text: str = "") -> str | None:
+    def job_outcome(self, now: float, text: str = "", account: str | None = None) -> str | None:
         """The outcome a profile import job created now is given (see ``job_outcome``)."""
         config = self.current(now)
-        if config is None or (config.ops is not None and "bulk_import_profiles" not in config.ops):
+        if config is None or not config.applies("bulk_import_profiles", account):
             return None
         if config.match and config.match not in text:
             return None
         return config.job_outcome
 
-    def plan(self, op: str, now: float, text: str = "") -> Plan:
+    def plan(self, op: str, now: float, text: str = "", account: str | None = None) -> Plan:
         config = self.current(now)
-        if config is None or (config.ops is not None and op not in config.ops):
+        if config is None or not config.applies(op, account):
             return Plan()
         if config.match and config.match not in text:
             return Plan()
