@@ -3,7 +3,7 @@
 Klaviyo counts every private key of an account against the same limits, and a
 key only ever reads and writes its own account's data. So an ``Account`` owns
 one ``Store`` (profiles, events, metrics, lists, segments, import jobs), one
-set of ``Counters``, and the limiter keys its windows by the
+``Catalog``, one set of ``Counters``, and the limiter keys its windows by the
 account id, never by the key.
 
 Accounts are given as a mapping, the first entry being the default account
@@ -27,6 +27,7 @@ import hashlib
 import string
 from dataclasses import dataclass, field
 
+from .catalog import Catalog
 from .counters import Counters
 from .store import Store
 
@@ -67,6 +68,7 @@ class Account:
     api_keys: tuple
     attributes: dict
     store: Store = field(default_factory=Store)
+    catalog: Catalog = field(default_factory=Catalog)
     counters: Counters = field(default_factory=Counters)
 
     def resource_attributes(self) -> dict:
@@ -82,6 +84,7 @@ class Account:
         """Forget the account's data and counters (its keys and attributes stay)."""
         with self.store.lock:
             self.store.clear()
+            self.catalog.clear()
         self.counters.reset()
 
 

@@ -1,6 +1,7 @@
 """The sandbox's own controls and introspection, under ``/_sandbox/`` (never under ``/api``, no auth).
 
-* ``GET /_sandbox/state``: everything stored (profiles, events, metrics, lists, segments, jobs) plus counters.
+* ``GET /_sandbox/state``: everything stored (profiles, events, metrics, lists, segments, jobs,
+  catalog) plus counters.
 * ``GET /_sandbox/summary``: counts only, cheap enough to poll.
 * ``GET /_sandbox/requests?op=<operationId>&since=<epoch>``: the arrival log (op, t, status).
 * ``POST /_sandbox/reset`` (``{"reset_config": true}`` also clears faults and limit overrides).
@@ -24,7 +25,7 @@ from collections import Counter
 from flask import Blueprint, jsonify, request
 from werkzeug.exceptions import NotFound
 
-from . import jobs, segments
+from . import catalog_jobs, catalog_resources, jobs, segments
 from .accounts import Account
 from .consent import can_receive_email, can_receive_sms
 from .limits import as_limit
@@ -65,13 +66,18 @@ def limits_info(box: Sandbox) -> dict:
 
 def summary(box: Sandbox, account: Account | None = None) -> dict:
     account = account or box.accounts.default
-    store = account.store
+    store, catalog = account.store, account.catalog
     with store.lock:
         jobs.settle(store, time.time())
+        catalog_jobs.settle(catalog, time.time())
         by_metric = Counter(store.metrics[e.metric_id].name for e in store.events.values())
         counts = {"account": account.id, "profiles": len(store.profiles), "events": len(store.events),
                   "events_by_metric": dict(by_metric), "metrics": len(store.metrics), "lists": len(store.lists),
-                  "segments": len(store.segments), "jobs": len(store.jobs)}
+                  "segments": len(store.segments), "jobs": len(store.jobs),
+                  "catalog": {"items": len(catalog.items), "variants": len(catalog.variants),
+                              "categories": len(catalog.categories), "jobs": len(catalog.jobs),
+                              "jobs_in_progress": len(catalog.pending), "restocks": len(catalog.restocks),
+                              "back_in_stock_waiting": sum(s.released is None for s in catalog.subscriptions)}}
     faults = box.faults.current()
     return {**counts, **account.counters.snapshot(), "faults": faults.public() if faults else None}
 
@@ -81,6 +87,7 @@ def state(box: Sandbox, account: Account | None = None) -> dict:
     store, now = account.store, time.time()
     with store.lock:
         jobs.settle(store, now)
+        catalog_jobs.settle(account.catalog, now)
         memberships: dict[str, list] = {}
         for klist in store.lists.values():
             for pid in klist.members:
@@ -95,9 +102,31 @@ def state(box: Sandbox, account: Account | None = None) -> dict:
                           "members": [p.id for p in segments.members(store, s, now)],
                           "not_evaluated": segments.unsupported(s.definition)} for s in store.segments.values()],
             "jobs": [_job(j, now) for j in store.jobs.values()],
+            "catalog": _catalog(account.catalog, now),
             "account": {"id": account.id, **account.resource_attributes()},
             "counters": account.counters.snapshot(),
         }
+
+
+def _catalog(catalog, now: float) -> dict:
+    """The catalog as the API renders it (without links), plus its jobs, restocks and subscriptions."""
+    def plain(resource):
+        return {"id": resource["id"], **resource["attributes"]}
+
+    return {
+        "items": [plain(catalog_resources.item(i, "")) | {"categories": list(i.category_ids),
+                                                          "variants": list(catalog.item_variants.get(i.id, {}))}
+                  for i in catalog.items.values()],
+        "variants": [plain(catalog_resources.variant(v, "")) | {"item": v.item_id} for v in catalog.variants.values()],
+        "categories": [plain(catalog_resources.category(c, "")) | {"items": list(catalog.category_items.get(c.id, {}))}
+                       for c in catalog.categories.values()],
+        "jobs": [plain(catalog_resources.job(j, "", now)) | {"type": j.job_type.name} for j in catalog.jobs.values()],
+        "restocks": [{"variant": r.variant_id, "item": r.item_id, "before": r.before, "after": r.after,
+                      "at": iso(r.at), "released_profiles": list(r.released_profiles)} for r in catalog.restocks],
+        "back_in_stock_subscriptions": [{"profile": s.profile_id, "variant": s.variant_id, "channels": s.channels,
+                                         "created": iso(s.created), "released": iso(s.released)}
+                                        for s in catalog.subscriptions],
+    }
 
 
 def _profile(p, lists: list) -> dict:

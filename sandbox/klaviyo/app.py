@@ -5,7 +5,7 @@ Every ``/api`` request passes, in order:
 1. routing (unknown path 404, wrong method 405, Klaviyo-shaped);
 2. ``Authorization: Klaviyo-API-Key <key>`` (401), which picks the account
    (accounts.py), and the ``revision`` header (400);
-3. settling of the account's due bulk-import jobs;
+3. settling of the account's due bulk-import and catalog jobs;
 4. injected faults (faults.py), before anything is counted or changed;
 5. the fixed-window rate limiter, per account and operation (429 with an
    integer ``Retry-After`` and no ``RateLimit-*`` headers; a refused request
@@ -29,7 +29,7 @@ import time
 from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException
 
-from . import admin, jobs
+from . import admin, catalog_jobs, jobs
 from .accounts import Accounts, build_accounts
 from .errors import (ApiError, authentication_failed, invalid, method_not_allowed, not_authenticated, not_found,
                      parse_error, server_error, throttled, unsupported_media_type)
@@ -49,18 +49,22 @@ DROP = "ksync.drop"            #: environ flag: close the connection instead of 
 SUCCESS_STATUS = {"create_profile": 201, "create_list": 201, "create_segment": 201, "create_event": 202,
                   "bulk_create_events": 202, "bulk_import_profiles": 202, "bulk_subscribe_profiles": 202,
                   "bulk_unsubscribe_profiles": 202, "bulk_suppress_profiles": 202, "bulk_unsuppress_profiles": 202,
-                  "request_profile_deletion": 202}
+                  "request_profile_deletion": 202, "create_catalog_item": 201, "create_catalog_variant": 201,
+                  "create_catalog_category": 201, "create_back_in_stock_subscription": 202,
+                  **{f"bulk_{action}_catalog_{kind}": 202 for action in ("create", "update", "delete")
+                     for kind in ("items", "variants", "categories")}}
 
 
 def create_app(api_keys=None, rate_limit_scale: float = 1.0, limits: dict | None = None,
-               faults: dict | None = None, job_stage_seconds: float = 0.2, accounts: dict | None = None) -> Flask:
+               faults: dict | None = None, job_stage_seconds: float = 0.2, accounts: dict | None = None,
+               max_open_catalog_jobs: int = catalog_jobs.MAX_OPEN_JOBS) -> Flask:
     """A WSGI app that answers like Klaviyo's REST API for ``api_keys`` (one account) or ``accounts``."""
     app = Flask("sandbox.klaviyo")
     app.url_map.strict_slashes = False
     app.extensions[EXTENSION] = Sandbox(
         accounts=Accounts(build_accounts(api_keys, accounts)),
         limiter=FixedWindowLimiter(scale=rate_limit_scale, overrides=limits),
-        faults=Faults(faults), job_stage_seconds=job_stage_seconds)
+        faults=Faults(faults), job_stage_seconds=job_stage_seconds, max_open_catalog_jobs=max_open_catalog_jobs)
     for method, path, view in ROUTES:
         app.add_url_rule("/api" + path, endpoint=view.__name__, view_func=view, methods=[method])
     app.register_blueprint(admin.blueprint)
@@ -84,9 +88,10 @@ def _gate():
         raise invalid("Missing required header: revision.", parameter="revision")
     if not REVISION.match(revision):
         raise invalid(f"'{revision}' is not a valid revision.", parameter="revision")
-    if account.store.pending_imports:
+    if account.store.pending_imports or account.catalog.pending:
         with account.store.lock:
             jobs.settle(account.store, g.now)
+            catalog_jobs.settle(account.catalog, g.now)
     answer = _inject_faults(box, account)
     if answer is not None:
         return answer

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from sandbox.server import LoopbackServer
 
-from . import admin
+from . import admin, catalog_jobs
 from .accounts import Account
 from .app import create_app
 from .web import EXTENSION, Sandbox
@@ -49,6 +49,10 @@ class AccountView:
     def store(self):
         return self._account.store
 
+    @property
+    def catalog(self):
+        return self._account.catalog
+
     def state(self) -> dict:
         return admin.state(self._sandbox, self._account)
 
@@ -74,14 +78,17 @@ class KlaviyoStandIn:
         rate_limit_scale(float): multiplies every limit of ``klaviyo/ratelimits.json`` (at least 1 per window).
         limits(dict): operationId -> (burst per s, steady per min, daily or None); absolute, not scaled.
         faults(dict): initial fault settings, as for ``set_faults``.
-        job_stage_seconds(float): how long a bulk import job stays queued, then processing.
+        job_stage_seconds(float): how long a bulk import or catalog job stays queued, then processing.
+        max_open_catalog_jobs(int): catalog bulk jobs an account may have in progress (Klaviyo: 500).
     """
 
     def __init__(self, api_keys=None, port: int = 0, rate_limit_scale: float = 1.0,
                  limits: dict | None = None, faults: dict | None = None, job_stage_seconds: float = 0.2,
-                 host: str = "127.0.0.1", accounts: dict | None = None):
+                 host: str = "127.0.0.1", accounts: dict | None = None,
+                 max_open_catalog_jobs: int = catalog_jobs.MAX_OPEN_JOBS):
         self.app = create_app(api_keys=api_keys, rate_limit_scale=rate_limit_scale, limits=limits, faults=faults,
-                              job_stage_seconds=job_stage_seconds, accounts=accounts)
+                              job_stage_seconds=job_stage_seconds, accounts=accounts,
+                              max_open_catalog_jobs=max_open_catalog_jobs)
         self.sandbox: Sandbox = self.app.extensions[EXTENSION]
         self.server = LoopbackServer(self.app, host=host, port=port)
 

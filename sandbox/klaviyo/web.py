@@ -2,8 +2,8 @@
 
 The app stores one ``Sandbox`` (accounts, limiter, faults, settings) in
 ``app.extensions``; handlers reach it through ``sandbox()``, and the data of
-the account whose key the request carries through ``store()`` and
-``counters()`` (the gate in app.py sets ``g.account``).
+the account whose key the request carries through ``store()``, ``catalog()``
+and ``counters()`` (the gate in app.py sets ``g.account``).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from urllib.parse import urlencode
 from flask import Response, current_app, g, request
 
 from .accounts import Account, Accounts
+from .catalog import Catalog
 from .counters import Counters
 from .errors import invalid
 from .faults import Faults
@@ -36,6 +37,8 @@ class Sandbox:
     job_stage_seconds: float = 0.2
     #: Keys answered 401 as if the merchant had revoked them (``revoke_key`` / ``restore_key``).
     revoked: set = field(default_factory=set)
+    #: Catalog bulk jobs an account may have in progress (catalog_jobs.MAX_OPEN_JOBS unless a test lowers it).
+    max_open_catalog_jobs: int = 500
 
     @property
     def api_keys(self) -> tuple:
@@ -62,6 +65,11 @@ def account() -> Account:
 def store() -> Store:
     """The request's account's data (profiles, events, lists...)."""
     return g.account.store
+
+
+def catalog() -> Catalog:
+    """The request's account's catalog; guarded by ``store().lock`` like the rest of its data."""
+    return g.account.catalog
 
 
 def counters() -> Counters:
