@@ -26,6 +26,7 @@ from .models import (
     ProfileLocation,
     ProfileUpsertResult,
 )
+from .accounts import AccountAddress, KlaviyoAccount
 
 __all__ = [
     "DEFAULT_BASE_URL", "REVISION", "KlaviyoClient", "RetryPolicy",
@@ -35,3 +36,4 @@ __all__ = [
     "AcceptedJob", "BulkEventsResult", "BulkImportJob", "EventResult", "KlaviyoEvent", "KlaviyoList", "KlaviyoProfile",
     "KlaviyoSegment", "ProfileImportError", "ProfileLocation", "ProfileUpsertResult",
 ]
+__all__ += ["AccountAddress", "KlaviyoAccount"]

@@ -51,6 +51,7 @@ from .schemas import (
     first_error,
 )
 from .transport import RetryPolicy, Transport
+from .accounts import ACCOUNT_RESOURCE, KlaviyoAccount
 
 log = logging.getLogger(__name__)
 
@@ -457,6 +458,17 @@ class KlaviyoClient:
             self._sleep(poll)
             job = self.get_bulk_import_job(job_id)
         return job
+
+    # Accounts ----------------------------------------------------------------------------------
+
+    def get_accounts(self) -> list[KlaviyoAccount]:
+        """The account this key belongs to (Klaviyo answers exactly one); limited to 1/s and 15/m.
+
+        Every private key of an account counts against the same rate limits, so its
+        ``account_id``, not the key, is what a shared limiter should be keyed by.
+        """
+        return [self._load(ACCOUNT_RESOURCE, found, "account")
+                for found, _ in self.http.paginate("get_accounts", "/accounts", {})]
 
     # Validation helpers ------------------------------------------------------------------------
 
