@@ -27,6 +27,16 @@ from .models import (
     ProfileUpsertResult,
 )
 from .accounts import AccountAddress, KlaviyoAccount
+from .catalog import (
+    CatalogCategory,
+    CatalogItem,
+    CatalogJob,
+    CatalogJobError,
+    CatalogRowError,
+    CatalogSubmission,
+    CatalogVariant,
+    catalog_id,
+)
 
 __all__ = [
     "DEFAULT_BASE_URL", "REVISION", "KlaviyoClient", "RetryPolicy",
@@ -36,4 +46,7 @@ __all__ = [
     "AcceptedJob", "BulkEventsResult", "BulkImportJob", "EventResult", "KlaviyoEvent", "KlaviyoList", "KlaviyoProfile",
     "KlaviyoSegment", "ProfileImportError", "ProfileLocation", "ProfileUpsertResult",
 ]
-__all__ += ["AccountAddress", "KlaviyoAccount"]
+__all__ += [
+    "AccountAddress", "KlaviyoAccount", "CatalogCategory", "CatalogItem", "CatalogJob", "CatalogJobError",
+    "CatalogRowError", "CatalogSubmission", "CatalogVariant", "catalog_id",
+]
