@@ -572,6 +572,8 @@ class KlaviyoClient:
 
     def get_catalog_job(self, job: CatalogJob) -> CatalogJob:
         """The job's current state, keeping which rows of the caller's list it carries."""
+        if job.job_type not in JOB_KINDS:
+            raise KlaviyoValidationError(f"{job.job_type!r} is not a catalog bulk job type", field="job_type")
         kind, action = JOB_KINDS[job.job_type]
         response = self.http.request(kind.get_job_op(action), "GET", f"{kind.job_path(action)}/{job.job_id}")
         fresh = self._load(JOB_RESOURCE, self.http.json(response).get("data"), job.job_type)

@@ -97,3 +97,12 @@ def test_row_errors_map_job_positions_to_the_callers_list_and_find_silent_gaps()
 def test_a_job_not_yet_done_reports_no_missing_rows():
     job = CatalogJob("J", "catalog-variant-bulk-update-job", "processing", external_ids=("a",), rows=(0,))
     assert job.action == "update" and job.row_errors() == []
+
+
+def test_polling_a_job_of_an_unknown_type_is_refused_before_any_request():
+    from klaviyo import KlaviyoClient
+
+    client = KlaviyoClient("pk_test", base_url="http://127.0.0.1:9")  # nothing listens: no request may be sent
+    with pytest.raises(KlaviyoValidationError) as refused:
+        client.get_catalog_job(CatalogJob("J", "profile-bulk-import-job", "queued"))
+    assert refused.value.field == "job_type"
