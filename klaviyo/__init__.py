@@ -26,6 +26,17 @@ from .models import (
     ProfileLocation,
     ProfileUpsertResult,
 )
+from .accounts import AccountAddress, KlaviyoAccount
+from .catalog import (
+    CatalogCategory,
+    CatalogItem,
+    CatalogJob,
+    CatalogJobError,
+    CatalogRowError,
+    CatalogSubmission,
+    CatalogVariant,
+    catalog_id,
+)
 
 __all__ = [
     "DEFAULT_BASE_URL", "REVISION", "KlaviyoClient", "RetryPolicy",
@@ -34,4 +45,8 @@ __all__ = [
     "LocalTokenBucket", "NoRateLimit", "RateLimitTimeout", "operation_limits",
     "AcceptedJob", "BulkEventsResult", "BulkImportJob", "EventResult", "KlaviyoEvent", "KlaviyoList", "KlaviyoProfile",
     "KlaviyoSegment", "ProfileImportError", "ProfileLocation", "ProfileUpsertResult",
+]
+__all__ += [
+    "AccountAddress", "KlaviyoAccount", "CatalogCategory", "CatalogItem", "CatalogJob", "CatalogJobError",
+    "CatalogRowError", "CatalogSubmission", "CatalogVariant", "catalog_id",
 ]

@@ -10,6 +10,7 @@ pagination) live in ``transport.py``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import re
@@ -51,6 +52,12 @@ from .schemas import (
     first_error,
 )
 from .transport import RetryPolicy, Transport
+from .accounts import ACCOUNT_RESOURCE, KlaviyoAccount
+from . import catalog_bulk
+from .catalog import CatalogCategory, CatalogItem, CatalogJob, CatalogSubmission, CatalogVariant, catalog_id
+from .catalog_bulk import JOB_KINDS, KINDS, Kind, Row
+from .catalog_schemas import JOB_RESOURCE, ROW_POINTER
+from .exceptions import KlaviyoNotFoundError
 
 log = logging.getLogger(__name__)
 
@@ -458,6 +465,253 @@ class KlaviyoClient:
             job = self.get_bulk_import_job(job_id)
         return job
 
+    # Accounts and catalog ----------------------------------------------------------------------
+    # Values in accounts.py and catalog.py, wire format in catalog_schemas.py, bodies and job sizes in
+    # catalog_bulk.py. Everything is addressed by external id (the TikTok product or SKU id).
+
+    def get_accounts(self) -> list[KlaviyoAccount]:
+        """The account this key belongs to (Klaviyo answers exactly one); limited to 1/s and 15/m.
+
+        Every private key of an account counts against the same rate limits, so its
+        ``account_id``, not the key, is what a shared limiter should be keyed by.
+        """
+        return [self._load(ACCOUNT_RESOURCE, found, "account")
+                for found, _ in self.http.paginate("get_accounts", "/accounts", {})]
+
+    def get_catalog_item(self, external_id: str) -> CatalogItem:
+        return self._catalog_get(KINDS["item"], external_id)
+
+    def create_catalog_item(self, item: CatalogItem, attempts: int = 3) -> CatalogItem:
+        """``POST /api/catalog-items``; an item that already exists raises ``KlaviyoConflictError``.
+        Never repeated blindly after a 5xx or no answer: see ``_catalog_create``."""
+        return self._catalog_create(KINDS["item"], item, attempts)
+
+    def update_catalog_item(self, item: CatalogItem) -> CatalogItem:
+        """``PATCH``: attributes left None are not sent; ``category_ids`` replaces the categories when given."""
+        return self._catalog_update(KINDS["item"], item)
+
+    def delete_catalog_item(self, external_id: str) -> bool:
+        """Delete an item (Klaviyo deletes its variants with it). False when it was already gone."""
+        return self._catalog_delete(KINDS["item"], external_id)
+
+    def get_catalog_items(self, external_ids: Iterable[str] | None = None, category_external_id: str | None = None,
+                          title_contains: str | None = None, published: bool | None = None) -> Iterator[CatalogItem]:
+        """Items matching every filter given, oldest first, following pages (100 ids per query)."""
+        clauses = _clauses(("category.id", "equals", category_external_id and catalog_id(category_external_id)),
+                           ("title", "contains", title_contains), ("published", "equals", published))
+        return self._catalog_list(KINDS["item"], clauses, external_ids)
+
+    def get_catalog_variant(self, external_id: str) -> CatalogVariant:
+        return self._catalog_get(KINDS["variant"], external_id)
+
+    def create_catalog_variant(self, variant: CatalogVariant, attempts: int = 3) -> CatalogVariant:
+        """``POST /api/catalog-variants`` for an existing item (``item_external_id``); as ``create_catalog_item``."""
+        return self._catalog_create(KINDS["variant"], variant, attempts)
+
+    def update_catalog_variant(self, variant: CatalogVariant) -> CatalogVariant:
+        """``PATCH``: attributes left None are not sent. Stock going from ≤ 0 to > 0 is a restock."""
+        return self._catalog_update(KINDS["variant"], variant)
+
+    def delete_catalog_variant(self, external_id: str) -> bool:
+        return self._catalog_delete(KINDS["variant"], external_id)
+
+    def get_catalog_variants(self, item_external_id: str | None = None, external_ids: Iterable[str] | None = None,
+                             sku: str | None = None, title_contains: str | None = None,
+                             published: bool | None = None) -> Iterator[CatalogVariant]:
+        clauses = _clauses(("item.id", "equals", item_external_id and catalog_id(item_external_id)),
+                           ("sku", "equals", sku), ("title", "contains", title_contains),
+                           ("published", "equals", published))
+        return self._catalog_list(KINDS["variant"], clauses, external_ids)
+
+    def get_catalog_category(self, external_id: str) -> CatalogCategory:
+        return self._catalog_get(KINDS["category"], external_id)
+
+    def create_catalog_category(self, category: CatalogCategory, attempts: int = 3) -> CatalogCategory:
+        return self._catalog_create(KINDS["category"], category, attempts)
+
+    def update_catalog_category(self, category: CatalogCategory) -> CatalogCategory:
+        return self._catalog_update(KINDS["category"], category)
+
+    def delete_catalog_category(self, external_id: str) -> bool:
+        """Delete a category; its items stay (and lose it). False when it was already gone."""
+        return self._catalog_delete(KINDS["category"], external_id)
+
+    def get_catalog_categories(self, external_ids: Iterable[str] | None = None, item_external_id: str | None = None,
+                               name_contains: str | None = None) -> Iterator[CatalogCategory]:
+        clauses = _clauses(("item.id", "equals", item_external_id and catalog_id(item_external_id)),
+                           ("name", "contains", name_contains))
+        return self._catalog_list(KINDS["category"], clauses, external_ids)
+
+    def bulk_create_catalog_items(self, items: list[CatalogItem], attempts: int = 3) -> CatalogSubmission:
+        """Create items in jobs of ≤ 100 (and ≤ 5 MB), skipping those that already exist (``already_present``).
+
+        Every row is validated first (``KlaviyoValidationError`` names ``items[i].<field>`` and
+        sets ``index``). Poll with ``wait_for_catalog_jobs``; create items before their variants.
+        """
+        return self._bulk(KINDS["item"], "create", items, attempts)
+
+    def bulk_update_catalog_items(self, items: list[CatalogItem]) -> CatalogSubmission:
+        return self._bulk(KINDS["item"], "update", items)
+
+    def bulk_delete_catalog_items(self, external_ids: list[str]) -> CatalogSubmission:
+        return self._bulk(KINDS["item"], "delete", external_ids)
+
+    def bulk_create_catalog_variants(self, variants: list[CatalogVariant], attempts: int = 3) -> CatalogSubmission:
+        """As ``bulk_create_catalog_items``; the items must exist (a variant of a missing item fails its row)."""
+        return self._bulk(KINDS["variant"], "create", variants, attempts)
+
+    def bulk_update_catalog_variants(self, variants: list[CatalogVariant]) -> CatalogSubmission:
+        """The way to push stock: set ``inventory_quantity`` (and leave the rest None)."""
+        return self._bulk(KINDS["variant"], "update", variants)
+
+    def bulk_delete_catalog_variants(self, external_ids: list[str]) -> CatalogSubmission:
+        return self._bulk(KINDS["variant"], "delete", external_ids)
+
+    def bulk_create_catalog_categories(self, categories: list[CatalogCategory], attempts: int = 3) -> CatalogSubmission:
+        return self._bulk(KINDS["category"], "create", categories, attempts)
+
+    def get_catalog_job(self, job: CatalogJob) -> CatalogJob:
+        """The job's current state, keeping which rows of the caller's list it carries."""
+        if job.job_type not in JOB_KINDS:
+            raise KlaviyoValidationError(f"{job.job_type!r} is not a catalog bulk job type", field="job_type")
+        kind, action = JOB_KINDS[job.job_type]
+        response = self.http.request(kind.get_job_op(action), "GET", f"{kind.job_path(action)}/{job.job_id}")
+        fresh = self._load(JOB_RESOURCE, self.http.json(response).get("data"), job.job_type)
+        return dataclasses.replace(fresh, external_ids=job.external_ids, rows=job.rows)
+
+    def wait_for_catalog_job(self, job: CatalogJob, timeout: float = 300, poll: float = 1.0,
+                             max_poll: float = 10.0) -> CatalogJob:
+        """Poll until complete or cancelled, backing off from ``poll`` to ``max_poll`` seconds (reading a
+        create or update job is limited like submitting one, 75/s); returns the last state even on timeout."""
+        deadline = time.monotonic() + timeout
+        while not job.done and time.monotonic() < deadline:
+            self._sleep(min(poll, max(0.0, deadline - time.monotonic())))
+            poll = min(max_poll, poll * 1.5)
+            job = self.get_catalog_job(job)
+        return job
+
+    def wait_for_catalog_jobs(self, submission: CatalogSubmission, timeout: float = 300,
+                              poll: float = 1.0) -> CatalogSubmission:
+        deadline = time.monotonic() + timeout
+        done = tuple(self.wait_for_catalog_job(job, max(0.0, deadline - time.monotonic()), poll)
+                     for job in submission.jobs)
+        return dataclasses.replace(submission, jobs=done)
+
+    def _catalog_get(self, kind: Kind, external_id: str):
+        path = f"/{kind.collection}/{catalog_bulk.path_id(external_id)}"
+        response = self.http.request(kind.op("get"), "GET", path)
+        return self._load(kind.resource, self.http.json(response).get("data"), kind.type)
+
+    def _catalog_create(self, kind: Kind, value, attempts: int):
+        """Create one resource; a create is not idempotent, so an unanswered one is never repeated blindly.
+
+        After a 5xx or no answer (the transport does not retry those for a create)
+        the client waits, then *looks*: if the resource exists now, our try made it
+        and it is returned; only otherwise is the create sent again. A 409 on a
+        later try means the same. A 409 on the first try means it existed before
+        we started: ``KlaviyoConflictError`` is raised for the caller to update instead.
+        """
+        data = catalog_bulk.resource(kind, "create", value)
+        path = f"/{kind.collection}"
+        for attempt in range(1, attempts + 1):
+            try:
+                response = self.http.request(kind.op("create"), "POST", path, body={"data": data}, idempotent=False,
+                                             expect=(201,))
+                return self._load(kind.resource, self.http.json(response).get("data"), kind.type)
+            except KlaviyoConflictError:
+                if attempt == 1:
+                    raise
+                return self._catalog_get(kind, value.external_id)
+            except (KlaviyoServerError, KlaviyoNetworkError):
+                if attempt == attempts:
+                    raise
+                self._sleep(min(8.0, 0.5 * 2 ** attempt))
+                try:
+                    return self._catalog_get(kind, value.external_id)
+                except KlaviyoNotFoundError:
+                    continue
+        raise AssertionError("unreachable")
+
+    def _catalog_update(self, kind: Kind, value):
+        body = {"data": catalog_bulk.resource(kind, "update", value)}
+        path = f"/{kind.collection}/{catalog_bulk.path_id(value.external_id)}"
+        response = self.http.request(kind.op("update"), "PATCH", path, body=body)
+        return self._load(kind.resource, self.http.json(response).get("data"), kind.type)
+
+    def _catalog_delete(self, kind: Kind, external_id: str) -> bool:
+        """DELETE is idempotent in effect: a retried one that finds nothing left answers 404, read as "gone"."""
+        try:
+            path = f"/{kind.collection}/{catalog_bulk.path_id(external_id)}"
+            self.http.request(kind.op("delete"), "DELETE", path, expect=(204,))
+        except KlaviyoNotFoundError:
+            return False
+        return True
+
+    def _catalog_list(self, kind: Kind, clauses: list[str], external_ids: Iterable[str] | None = None,
+                      fields: str | None = None):
+        ids = None if external_ids is None else list(dict.fromkeys(external_ids))
+        groups = [None] if ids is None else [ids[i:i + 100] for i in range(0, len(ids), 100)]
+        for group in groups:
+            terms = clauses + ([catalog_bulk.any_ids(group)] if group is not None else [])
+            params = {"page[size]": 100}
+            if terms:
+                params["filter"] = terms[0] if len(terms) == 1 else f"and({','.join(terms)})"
+            if fields:
+                params[f"fields[{kind.type}]"] = fields
+            for found, _ in self.http.paginate(kind.list_op, f"/{kind.collection}", params):
+                yield self._load(kind.resource, found, kind.type)
+
+    def _bulk(self, kind: Kind, action: str, values: list, attempts: int = 3) -> CatalogSubmission:
+        submitted, present = [], []
+        for chunk in catalog_bulk.chunks(catalog_bulk.rows(kind, action, list(values))):
+            if action == "create":
+                job, skipped = self._submit_create(kind, chunk, attempts)
+                present += skipped
+            else:  # updates and deletes are idempotent in effect: the transport may repeat them
+                job = self._submit_job(kind, action, chunk, idempotent=True)
+            if job is not None:
+                submitted.append(job)
+        return CatalogSubmission(tuple(submitted), tuple(sorted(present)))
+
+    def _submit_create(self, kind: Kind, chunk: list[Row], attempts: int) -> tuple[CatalogJob | None, list[int]]:
+        """One create job, made safe to retry by looking before each try.
+
+        The ids that exist already are left out (and reported): before the first
+        try, those a previous run made; after a 5xx or no answer, also those our
+        own unanswered job made meanwhile. If that job is still queued when we look,
+        the retry overlaps it; one id is one resource, so the overlap cannot make a
+        second item: the later job's rows fail with ``conflict``, which
+        ``CatalogRowError.settled`` marks as needing nothing.
+        """
+        for attempt in range(1, attempts + 1):
+            existing = {found.external_id for found in
+                        self._catalog_list(kind, [], [row.external_id for row in chunk], fields="external_id")}
+            todo = [row for row in chunk if row.external_id not in existing]
+            skipped = [row.index for row in chunk if row.external_id in existing]
+            if not todo:
+                return None, skipped
+            try:
+                return self._submit_job(kind, "create", todo, idempotent=False), skipped
+            except (KlaviyoServerError, KlaviyoNetworkError):
+                if attempt == attempts:
+                    raise
+                self._sleep(min(8.0, 0.5 * 2 ** attempt))
+        raise AssertionError("unreachable")
+
+    def _submit_job(self, kind: Kind, action: str, chunk: list[Row], idempotent: bool) -> CatalogJob:
+        try:
+            body = catalog_bulk.job_body(kind, action, chunk)
+            response = self.http.request(kind.submit_op(action), "POST", kind.job_path(action), body=body,
+                                         expect=(202,), idempotent=idempotent)
+        except KlaviyoValidationError as exc:
+            match = ROW_POINTER.match(exc.pointer or "")
+            if match and int(match.group(1)) < len(chunk):
+                exc.index = chunk[int(match.group(1))].index
+            raise
+        job = self._load(JOB_RESOURCE, self.http.json(response).get("data"), kind.job_type(action))
+        return dataclasses.replace(job, external_ids=tuple(row.external_id for row in chunk),
+                                   rows=tuple(row.index for row in chunk))
+
     # Validation helpers ------------------------------------------------------------------------
 
     def _profile_attributes(self, profile: KlaviyoProfile, field_prefix: str = "") -> dict:
@@ -500,3 +754,7 @@ class KlaviyoClient:
 
     # Transport ---------------------------------------------------------------------------------
 
+
+def _clauses(*terms: tuple[str, str, object]) -> list[str]:
+    """Klaviyo filter clauses for the terms whose value is given (``equals(sku,"A-1")``)."""
+    return [f"{op}({name},{json.dumps(value)})" for name, op, value in terms if value is not None]

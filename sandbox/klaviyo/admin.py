@@ -1,13 +1,20 @@
 """The sandbox's own controls and introspection, under ``/_sandbox/`` (never under ``/api``, no auth).
 
-* ``GET /_sandbox/state``: everything stored (profiles, events, metrics, lists, segments, jobs) plus counters.
+* ``GET /_sandbox/state``: everything stored (profiles, events, metrics, lists, segments, jobs,
+  catalog) plus counters.
 * ``GET /_sandbox/summary``: counts only, cheap enough to poll.
 * ``GET /_sandbox/requests?op=<operationId>&since=<epoch>``: the arrival log (op, t, status).
 * ``POST /_sandbox/reset`` (``{"reset_config": true}`` also clears faults and limit overrides).
 * ``GET|POST|DELETE /_sandbox/faults``; ``GET|POST /_sandbox/limits``.
 * ``POST /_sandbox/keys`` with ``{"revoke": [...], "restore": [...]}``: keys answered 401 meanwhile.
+* ``GET /_sandbox/accounts``: each account's id, key count and summary.
 
-The same functions back ``KlaviyoStandIn.state()`` / ``summary()`` / ``reset()``.
+``state``, ``summary`` and ``requests`` take ``?account=<id or key>`` (default: the
+default account), and ``reset`` ``{"account": ...}`` to forget one account only;
+an unknown account is a 404.
+
+The same functions back ``KlaviyoStandIn.state()`` / ``summary()`` / ``reset()``
+and ``KlaviyoStandIn.account(...)``.
 """
 
 from __future__ import annotations
@@ -16,8 +23,10 @@ import time
 from collections import Counter
 
 from flask import Blueprint, jsonify, request
+from werkzeug.exceptions import NotFound
 
-from . import jobs, segments
+from . import catalog_jobs, catalog_resources, jobs, segments
+from .accounts import Account
 from .consent import can_receive_email, can_receive_sms
 from .limits import as_limit
 from .model import ImportJob
@@ -27,11 +36,12 @@ from .web import Sandbox, sandbox
 blueprint = Blueprint("sandbox_admin", __name__, url_prefix="/_sandbox")
 
 
-def reset(box: Sandbox, reset_config: bool = False) -> None:
-    """Forget all data and counters; keep faults and limit overrides unless ``reset_config``."""
-    box.store.clear()
-    box.counters.reset()
-    box.limiter.reset()
+def reset(box: Sandbox, reset_config: bool = False, account: Account | None = None) -> None:
+    """Forget all data and counters (of every account, or of ``account``); keep faults and
+    limit overrides unless ``reset_config``."""
+    for each in [account] if account is not None else box.accounts:
+        each.clear()
+    box.limiter.reset(account.id if account is not None else None)
     if reset_config:
         box.faults.clear()
         box.limiter.set_overrides({})
@@ -54,22 +64,30 @@ def limits_info(box: Sandbox) -> dict:
             "overrides": {op: [l.burst, l.steady, l.daily] for op, l in sorted(box.limiter.overrides.items())}}
 
 
-def summary(box: Sandbox) -> dict:
-    store = box.store
+def summary(box: Sandbox, account: Account | None = None) -> dict:
+    account = account or box.accounts.default
+    store, catalog = account.store, account.catalog
     with store.lock:
         jobs.settle(store, time.time())
+        catalog_jobs.settle(catalog, time.time())
         by_metric = Counter(store.metrics[e.metric_id].name for e in store.events.values())
-        counts = {"profiles": len(store.profiles), "events": len(store.events), "events_by_metric": dict(by_metric),
-                  "metrics": len(store.metrics), "lists": len(store.lists), "segments": len(store.segments),
-                  "jobs": len(store.jobs)}
+        counts = {"account": account.id, "profiles": len(store.profiles), "events": len(store.events),
+                  "events_by_metric": dict(by_metric), "metrics": len(store.metrics), "lists": len(store.lists),
+                  "segments": len(store.segments), "jobs": len(store.jobs),
+                  "catalog": {"items": len(catalog.items), "variants": len(catalog.variants),
+                              "categories": len(catalog.categories), "jobs": len(catalog.jobs),
+                              "jobs_in_progress": len(catalog.pending), "restocks": len(catalog.restocks),
+                              "back_in_stock_waiting": sum(s.released is None for s in catalog.subscriptions)}}
     faults = box.faults.current()
-    return {**counts, **box.counters.snapshot(), "faults": faults.public() if faults else None}
+    return {**counts, **account.counters.snapshot(), "faults": faults.public() if faults else None}
 
 
-def state(box: Sandbox) -> dict:
-    store, now = box.store, time.time()
+def state(box: Sandbox, account: Account | None = None) -> dict:
+    account = account or box.accounts.default
+    store, now = account.store, time.time()
     with store.lock:
         jobs.settle(store, now)
+        catalog_jobs.settle(account.catalog, now)
         memberships: dict[str, list] = {}
         for klist in store.lists.values():
             for pid in klist.members:
@@ -84,8 +102,31 @@ def state(box: Sandbox) -> dict:
                           "members": [p.id for p in segments.members(store, s, now)],
                           "not_evaluated": segments.unsupported(s.definition)} for s in store.segments.values()],
             "jobs": [_job(j, now) for j in store.jobs.values()],
-            "counters": box.counters.snapshot(),
+            "catalog": _catalog(account.catalog, now),
+            "account": {"id": account.id, **account.resource_attributes()},
+            "counters": account.counters.snapshot(),
         }
+
+
+def _catalog(catalog, now: float) -> dict:
+    """The catalog as the API renders it (without links), plus its jobs, restocks and subscriptions."""
+    def plain(resource):
+        return {"id": resource["id"], **resource["attributes"]}
+
+    return {
+        "items": [plain(catalog_resources.item(i, "")) | {"categories": list(i.category_ids),
+                                                          "variants": list(catalog.item_variants.get(i.id, {}))}
+                  for i in catalog.items.values()],
+        "variants": [plain(catalog_resources.variant(v, "")) | {"item": v.item_id} for v in catalog.variants.values()],
+        "categories": [plain(catalog_resources.category(c, "")) | {"items": list(catalog.category_items.get(c.id, {}))}
+                       for c in catalog.categories.values()],
+        "jobs": [plain(catalog_resources.job(j, "", now)) | {"type": j.job_type.name} for j in catalog.jobs.values()],
+        "restocks": [{"variant": r.variant_id, "item": r.item_id, "before": r.before, "after": r.after,
+                      "at": iso(r.at), "released_profiles": list(r.released_profiles)} for r in catalog.restocks],
+        "back_in_stock_subscriptions": [{"profile": s.profile_id, "variant": s.variant_id, "channels": s.channels,
+                                         "created": iso(s.created), "released": iso(s.released)}
+                                        for s in catalog.subscriptions],
+    }
 
 
 def _profile(p, lists: list) -> dict:
@@ -116,27 +157,44 @@ def _job(j, now: float) -> dict:
             "completed_count": j.completed_count, "skipped_count": j.skipped_count}
 
 
+def _account(id_or_key: str | None) -> Account | None:
+    """The account an admin request names (None: the default one); 404 for an unknown one."""
+    try:
+        return sandbox().accounts.find(id_or_key)
+    except KeyError:
+        raise NotFound("no such account") from None
+
+
 @blueprint.get("/state")
 def get_state():
-    return jsonify(state(sandbox()))
+    return jsonify(state(sandbox(), _account(request.args.get("account"))))
 
 
 @blueprint.get("/summary")
 def get_summary():
-    return jsonify(summary(sandbox()))
+    return jsonify(summary(sandbox(), _account(request.args.get("account"))))
+
+
+@blueprint.get("/accounts")
+def get_accounts():
+    box = sandbox()
+    return jsonify({"accounts": [{"id": a.id, "keys": len(a.api_keys), "default": a is box.accounts.default,
+                                  "summary": summary(box, a)} for a in box.accounts]})
 
 
 @blueprint.get("/requests")
 def get_requests():
     since = request.args.get("since", type=float)
-    entries = sandbox().counters.requests_for(request.args.get("op"), since)
+    entries = _account(request.args.get("account")).counters.requests_for(request.args.get("op"), since)
     return jsonify({"count": len(entries), "requests": entries})
 
 
 @blueprint.post("/reset")
 def post_reset():
-    reset(sandbox(), bool((request.get_json(silent=True) or {}).get("reset_config")))
-    return jsonify(summary(sandbox()))
+    payload = request.get_json(silent=True) or {}
+    account = _account(payload["account"]) if payload.get("account") else None
+    reset(sandbox(), bool(payload.get("reset_config")), account)
+    return jsonify(summary(sandbox(), account))
 
 
 @blueprint.route("/faults", methods=["GET", "POST", "DELETE"])

@@ -3,15 +3,18 @@
 Every ``/api`` request passes, in order:
 
 1. routing (unknown path 404, wrong method 405, Klaviyo-shaped);
-2. ``Authorization: Klaviyo-API-Key <key>`` (401) and the ``revision`` header (400);
-3. settling of due bulk-import jobs;
+2. ``Authorization: Klaviyo-API-Key <key>`` (401), which picks the account
+   (accounts.py), and the ``revision`` header (400);
+3. settling of the account's due bulk-import and catalog jobs;
 4. injected faults (faults.py), before anything is counted or changed;
-5. the fixed-window rate limiter (429 with an integer ``Retry-After`` and no
-   ``RateLimit-*`` headers; a refused request does not count);
+5. the fixed-window rate limiter, per account and operation (429 with an
+   integer ``Retry-After`` and no ``RateLimit-*`` headers; a refused request
+   does not count);
 6. the body: ``Content-Type`` (415), size (400 over 5 MB) and JSON (400).
 
 Every other answer carries ``RateLimit-Limit/Remaining/Reset`` for the
-operation's steady window, and is counted and logged by operationId.
+operation's steady window, and is counted and logged by operationId, for the
+account of the key (a request without a known key: for the default account).
 """
 
 from __future__ import annotations
@@ -26,14 +29,13 @@ import time
 from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException
 
-from . import admin, jobs
-from .counters import Counters
+from . import admin, catalog_jobs, jobs
+from .accounts import Accounts, build_accounts
 from .errors import (ApiError, authentication_failed, invalid, method_not_allowed, not_authenticated, not_found,
                      parse_error, server_error, throttled, unsupported_media_type)
 from .faults import Faults, malformed_body
 from .limits import FixedWindowLimiter
 from .routes import ROUTES
-from .store import Store
 from .web import EXTENSION, JSON_API, Sandbox, sandbox
 
 log = logging.getLogger(__name__)
@@ -47,19 +49,22 @@ DROP = "ksync.drop"            #: environ flag: close the connection instead of 
 SUCCESS_STATUS = {"create_profile": 201, "create_list": 201, "create_segment": 201, "create_event": 202,
                   "bulk_create_events": 202, "bulk_import_profiles": 202, "bulk_subscribe_profiles": 202,
                   "bulk_unsubscribe_profiles": 202, "bulk_suppress_profiles": 202, "bulk_unsuppress_profiles": 202,
-                  "request_profile_deletion": 202}
+                  "request_profile_deletion": 202, "create_catalog_item": 201, "create_catalog_variant": 201,
+                  "create_catalog_category": 201, "create_back_in_stock_subscription": 202,
+                  **{f"bulk_{action}_catalog_{kind}": 202 for action in ("create", "update", "delete")
+                     for kind in ("items", "variants", "categories")}}
 
 
-def create_app(api_keys=("pk_test_ksync",), rate_limit_scale: float = 1.0, limits: dict | None = None,
-               faults: dict | None = None, job_stage_seconds: float = 0.2) -> Flask:
-    """A WSGI app that answers like Klaviyo's REST API for ``api_keys``."""
-    if isinstance(api_keys, str):
-        api_keys = (api_keys,)
+def create_app(api_keys=None, rate_limit_scale: float = 1.0, limits: dict | None = None,
+               faults: dict | None = None, job_stage_seconds: float = 0.2, accounts: dict | None = None,
+               max_open_catalog_jobs: int = catalog_jobs.MAX_OPEN_JOBS) -> Flask:
+    """A WSGI app that answers like Klaviyo's REST API for ``api_keys`` (one account) or ``accounts``."""
     app = Flask("sandbox.klaviyo")
     app.url_map.strict_slashes = False
     app.extensions[EXTENSION] = Sandbox(
-        api_keys=tuple(api_keys), store=Store(), limiter=FixedWindowLimiter(scale=rate_limit_scale, overrides=limits),
-        faults=Faults(faults), counters=Counters(), job_stage_seconds=job_stage_seconds)
+        accounts=Accounts(build_accounts(api_keys, accounts)),
+        limiter=FixedWindowLimiter(scale=rate_limit_scale, overrides=limits),
+        faults=Faults(faults), job_stage_seconds=job_stage_seconds, max_open_catalog_jobs=max_open_catalog_jobs)
     for method, path, view in ROUTES:
         app.add_url_rule("/api" + path, endpoint=view.__name__, view_func=view, methods=[method])
     app.register_blueprint(admin.blueprint)
@@ -77,45 +82,48 @@ def _gate():
         return None
     box = sandbox()
     g.now, g.op = time.time(), request.endpoint
-    g.account = _authenticate(box.api_keys, box.revoked)
+    g.account = account = _authenticate(box.accounts, box.revoked)
     revision = request.headers.get("revision")
     if not revision:
         raise invalid("Missing required header: revision.", parameter="revision")
     if not REVISION.match(revision):
         raise invalid(f"'{revision}' is not a valid revision.", parameter="revision")
-    with box.store.lock:
-        jobs.settle(box.store, g.now)
-    answer = _inject_faults(box)
+    if account.store.pending_imports or account.catalog.pending:
+        with account.store.lock:
+            jobs.settle(account.store, g.now)
+            catalog_jobs.settle(account.catalog, g.now)
+    answer = _inject_faults(box, account)
     if answer is not None:
         return answer
-    decision = box.limiter.acquire(g.account, g.op, g.now)
+    decision = box.limiter.acquire(account.id, g.op, g.now)
     if not decision.allowed:
-        box.counters.throttled(g.op)
+        account.counters.throttled(g.op)
         raise throttled(decision.retry_after)
     g.ratelimit = decision
     g.body = _read_body()
     return None
 
 
-def _authenticate(api_keys: tuple, revoked: set) -> str:
+def _authenticate(accounts: Accounts, revoked: set):
     header = request.headers.get("Authorization", "")
     scheme, _, key = header.partition(" ")
     if not header or scheme != "Klaviyo-API-Key" or not key.strip():
         raise not_authenticated()
-    if key.strip() not in api_keys or key.strip() in revoked:
+    account = accounts.by_key.get(key.strip())
+    if account is None or key.strip() in revoked:
         raise authentication_failed()
-    return key.strip()
+    return account
 
 
-def _inject_faults(box: Sandbox):
+def _inject_faults(box: Sandbox, account):
     text = request.get_data(cache=True).decode("utf-8", "replace") + "?" + request.query_string.decode("latin-1")
-    plan = box.faults.plan(g.op, g.now, text)
+    plan = box.faults.plan(g.op, g.now, text, account.id)
     if plan.latency > 0:
-        box.counters.fault(g.op, "latency")
+        account.counters.fault(g.op, "latency")
         time.sleep(plan.latency)
     if plan.action is None:
         return None
-    box.counters.fault(g.op, plan.kind)
+    account.counters.fault(g.op, plan.kind)
     g.fault = plan.kind
     if plan.action in ("drop", "drop_after_commit"):
         request.environ[DROP] = plan.action
@@ -166,8 +174,9 @@ def _finish(response: Response) -> Response:
     if op is None:
         return response
     box = sandbox()
+    account = g.get("account")
     if response.status_code != 429:
-        decision = g.get("ratelimit") or (box.limiter.peek(g.account, op, g.now) if g.get("account") else None)
+        decision = g.get("ratelimit") or (box.limiter.peek(account.id, op, g.now) if account else None)
         if decision is not None:
             response.headers.update(decision.headers())
     if g.get("error_after_commit") and response.status_code < 400:
@@ -177,7 +186,7 @@ def _finish(response: Response) -> Response:
         response.set_data(body[: max(1, len(body) // 2)])
     drop = request.environ.get(DROP)
     status = 0 if drop == "drop" else response.status_code
-    box.counters.request(op, g.now, status, dropped=bool(drop))
+    (account or box.accounts.default).counters.request(op, g.now, status, dropped=bool(drop))
     return response
 
 

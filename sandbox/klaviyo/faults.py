@@ -17,15 +17,20 @@ Configure with ``KlaviyoStandIn(faults={...})``, ``set_faults(**kw)`` or
   way Klaviyo refuses a record; with ``match`` it poisons exactly one record.
 * ``error_after_commit``: with ``error_rate``, the request is processed first and its answer
   replaced by the 5xx (the work was done; the client cannot tell).
-* ``job_outcome``: how the profile bulk import jobs created while it is set end: ``cancelled``
-  (nothing applied), ``short`` (only the first half of the rows applied and counted: the counts
-  do not add up to the rows), or ``orphan_error`` (the first row fails with an import error
-  that names no row and whose payload matches none of the rows sent); ``job_outcome_jobs``: only
-  the next N jobs get it (0, the default: every job while the faults are set).
+* ``job_outcome``: how the profile bulk import jobs (and catalog bulk jobs) created while it
+  is set end: ``cancelled`` (nothing applied), ``short`` (only the first half of the rows
+  applied and counted: the counts do not add up to the rows), or ``orphan_error`` (the first
+  row fails with an import error that names no row and whose payload matches none of the rows
+  sent); ``job_outcome_jobs``: only the next N jobs get it (0, the default: every job while the
+  faults are set).
+* ``fail_rows``: in catalog bulk jobs, each row whose JSON contains this text fails inside the
+  job (an ``errors`` entry pointing at the row, left out of the relationships), the way
+  Klaviyo refuses one row of a job that it accepted.
 * ``match``: only requests whose body or query contains this text (an order id, an
   e-mail) are faulted, so a single record can be made to fail.
-* ``ops``: operationIds the faults apply to (default all); ``duration``:
-  seconds after which the faults clear themselves; ``seed``: for repeatable runs.
+* ``ops``: operationIds the faults apply to (default all); ``accounts``: account ids
+  they apply to (default all); ``duration``: seconds after which the faults clear
+  themselves; ``seed``: for repeatable runs.
 
 Faults are decided after the authentication and revision checks, before the
 rate limiter and before any state change: a faulted request changes nothing
@@ -35,6 +40,7 @@ damaged after the work was done) and does not count against the limits.
 
 from __future__ import annotations
 
+import json
 import random
 import threading
 import time
@@ -65,6 +71,8 @@ class FaultConfig:
     job_outcome: str | None = None
     job_outcome_jobs: int = 0
     match: str | None = None
+    accounts: list | None = None
+    fail_rows: str | None = None
     started: float = field(default_factory=time.time)
 
     def __post_init__(self):
@@ -75,6 +83,10 @@ class FaultConfig:
         self.error_statuses = tuple(int(s) for s in self.error_statuses)
         self.retry_after = max(1, int(self.retry_after))
         self.force_429 = int(self.force_429)
+
+    def applies(self, op: str, account: str | None) -> bool:
+        """The faults cover this operation and account."""
+        return (self.ops is None or op in self.ops) and (self.accounts is None or account in self.accounts)
 
     def public(self) -> dict:
         out = asdict(self)
@@ -121,10 +133,11 @@ class Faults:
                 self.config = config = None
             return config
 
-    def job_outcome(self, now: float, text: str = "") -> str | None:
-        """The outcome a profile import job created now is given (see ``job_outcome``)."""
+    def job_outcome(self, now: float, text: str = "", op: str = "bulk_import_profiles",
+                    account: str | None = None) -> str | None:
+        """The outcome a bulk job created now by ``op`` is given (see ``job_outcome``)."""
         config = self.current(now)
-        if config is None or (config.ops is not None and "bulk_import_profiles" not in config.ops):
+        if config is None or not config.applies(op, account):
             return None
         if config.match and config.match not in text:
             return None
@@ -136,9 +149,16 @@ class Faults:
                     config.job_outcome = None
             return outcome
 
-    def plan(self, op: str, now: float, text: str = "") -> Plan:
+    def failing_rows(self, now: float, rows: list, op: str, account: str | None = None) -> frozenset:
+        """Positions of the catalog job rows (parsed JSON) that ``fail_rows`` makes fail."""
         config = self.current(now)
-        if config is None or (config.ops is not None and op not in config.ops):
+        if config is None or not config.fail_rows or not config.applies(op, account):
+            return frozenset()
+        return frozenset(i for i, row in enumerate(rows) if config.fail_rows in json.dumps(row))
+
+    def plan(self, op: str, now: float, text: str = "", account: str | None = None) -> Plan:
+        config = self.current(now)
+        if config is None or not config.applies(op, account):
             return Plan()
         if config.match and config.match not in text:
             return Plan()

@@ -158,6 +158,8 @@ def holds(term: Term, actual) -> bool:
         return actual in want
     if op == "has":
         return actual is not None
+    if op == "contains":
+        return isinstance(actual, str) and isinstance(want, str) and want in actual
     if actual is None or want is None:
         return False
     try:

@@ -1,5 +1,8 @@
 """Klaviyo's rate limits: fixed windows per (account, operationId).
 
+The account is the Klaviyo account (accounts.py), not the key: every private
+key of an account counts against the same windows, as Klaviyo counts them.
+
 Klaviyo counts each endpoint in two fixed windows, 1 s (burst) and 60 s
 (steady), plus a day for the few endpoints with a ``daily`` limit. Windows are
 aligned to the server clock (window n of size w covers [n*w, (n+1)*w)), so up
@@ -112,9 +115,14 @@ class FixedWindowLimiter:
         """The current state without counting (for answers that never reached the limiter)."""
         return self._decide(account, op, now, consume=False)
 
-    def reset(self) -> None:
+    def reset(self, account: str | None = None) -> None:
+        """Forget the counts of every account, or of ``account`` only."""
         with self._lock:
-            self._counts.clear()
+            if account is None:
+                self._counts.clear()
+            else:
+                for key in [k for k in self._counts if k[0] == account]:
+                    del self._counts[key]
 
     def _decide(self, account: str, op: str, now: float, consume: bool) -> Decision:
         limit = self.limit_for(op)

@@ -1,7 +1,9 @@
-"""What every route handler needs from the current request: the sandbox, the body, answers.
+"""What every route handler needs from the current request: the sandbox, the account, the body, answers.
 
-The app stores one ``Sandbox`` (store, limiter, faults, counters, settings) in
-``app.extensions``; handlers reach it through ``sandbox()``.
+The app stores one ``Sandbox`` (accounts, limiter, faults, settings) in
+``app.extensions``; handlers reach it through ``sandbox()``, and the data of
+the account whose key the request carries through ``store()``, ``catalog()``
+and ``counters()`` (the gate in app.py sets ``g.account``).
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from urllib.parse import urlencode
 
 from flask import Response, current_app, g, request
 
+from .accounts import Account, Accounts
+from .catalog import Catalog
 from .counters import Counters
 from .errors import invalid
 from .faults import Faults
@@ -25,24 +29,51 @@ JSON_API = "application/vnd.api+json"
 
 @dataclass
 class Sandbox:
-    """Everything one stand-in owns."""
+    """Everything one stand-in owns. ``api_keys``, ``store`` and ``counters`` are the default account's."""
 
-    api_keys: tuple
-    store: Store
+    accounts: Accounts
     limiter: FixedWindowLimiter
     faults: Faults
-    counters: Counters
     job_stage_seconds: float = 0.2
     #: Keys answered 401 as if the merchant had revoked them (``revoke_key`` / ``restore_key``).
     revoked: set = field(default_factory=set)
+    #: Catalog bulk jobs an account may have in progress (catalog_jobs.MAX_OPEN_JOBS unless a test lowers it).
+    max_open_catalog_jobs: int = 500
+
+    @property
+    def api_keys(self) -> tuple:
+        return self.accounts.default.api_keys
+
+    @property
+    def store(self) -> Store:
+        return self.accounts.default.store
+
+    @property
+    def counters(self) -> Counters:
+        return self.accounts.default.counters
 
 
 def sandbox() -> Sandbox:
     return current_app.extensions[EXTENSION]
 
 
+def account() -> Account:
+    """The account of the request's private key."""
+    return g.account
+
+
 def store() -> Store:
-    return sandbox().store
+    """The request's account's data (profiles, events, lists...)."""
+    return g.account.store
+
+
+def catalog() -> Catalog:
+    """The request's account's catalog; guarded by ``store().lock`` like the rest of its data."""
+    return g.account.catalog
+
+
+def counters() -> Counters:
+    return g.account.counters
 
 
 def root() -> str:

@@ -137,3 +137,53 @@ def test_the_checked_in_rate_limit_table_matches_the_spec():
     assert checked >= 30
     assert (table["create_event"].burst, table["create_event"].steady) == (350, 3500)
     assert table["create_segment"].daily == 100
+
+
+def test_every_catalog_and_account_call_conforms_to_klaviyos_spec_both_ways(through_prism, standin):
+    from klaviyo import CatalogCategory, CatalogItem, CatalogVariant, KlaviyoValidationError
+
+    k = through_prism
+    (account,) = k.get_accounts()
+    assert account.account_id == standin.account().id
+    assert k.create_catalog_category(CatalogCategory("C1", name="Tops")).name == "Tops"
+    assert k.update_catalog_category(CatalogCategory("C1", name="Shirts")).name == "Shirts"
+    assert k.get_catalog_category("C1").name == "Shirts"
+    item = CatalogItem("P1", title="Tee", description="Soft cotton.", url="https://shop.example.com/p/1",
+                       price=Decimal("19.90"), image_full_url="https://img.example.com/1.jpg", images=["https://i/1"],
+                       custom_metadata={"brand": "Acme", "tags": ["a", "b"]}, published=True, category_ids=["C1"])
+    assert k.create_catalog_item(item).external_id == "P1"
+    assert k.update_catalog_item(CatalogItem("P1", price=17.5, category_ids=["C1"])).price == 17.5
+    assert k.get_catalog_item("P1").title == "Tee"
+    variant = CatalogVariant("S1", item_external_id="P1", title="Tee / M", description="", sku="TEE-M", price=17.5,
+                             inventory_quantity=0, inventory_policy=1, url="https://shop.example.com/p/1")
+    assert k.create_catalog_variant(variant).sku == "TEE-M"
+    assert k.update_catalog_variant(CatalogVariant("S1", inventory_quantity=3)).inventory_quantity == 3
+    assert k.get_catalog_variant("S1").item_external_id == "P1"
+    assert [i.external_id for i in k.get_catalog_items(external_ids=["P1"], category_external_id="C1",
+                                                       title_contains="Te", published=True)] == ["P1"]
+    assert [v.external_id for v in k.get_catalog_variants(item_external_id="P1", sku="TEE-M")] == ["S1"]
+    assert [c.external_id for c in k.get_catalog_categories(item_external_id="P1", name_contains="Sh")] == ["C1"]
+
+    items = [CatalogItem(f"B{n}", title=f"Bulk {n}", description="", url=f"https://s/{n}", price=n) for n in range(3)]
+    created = k.wait_for_catalog_jobs(k.bulk_create_catalog_items(items + [item]), timeout=20, poll=0.1)
+    assert created.already_present == (3,) and created.row_errors() == []
+    variants = [CatalogVariant(f"V{n}", item_external_id=f"B{n}", title="V", description="", sku=f"V{n}", price=n,
+                               inventory_quantity=n, url="u") for n in range(3)]
+    variants.append(CatalogVariant("V9", item_external_id="NOPE", title="V", description="", sku="V9", price=1,
+                                   inventory_quantity=1, url="u"))
+    made = k.wait_for_catalog_jobs(k.bulk_create_catalog_variants(variants), timeout=20, poll=0.1)
+    assert [e.index for e in made.row_errors()] == [3]
+    for submission in (k.bulk_update_catalog_items([CatalogItem("B0", title="Renamed")]),
+                       k.bulk_update_catalog_variants([CatalogVariant("V0", inventory_quantity=8)]),
+                       k.bulk_delete_catalog_variants(["V1"]),
+                       k.bulk_delete_catalog_items(["B2"]),
+                       k.bulk_create_catalog_categories([CatalogCategory("C2", name="Sale")])):
+        assert k.wait_for_catalog_jobs(submission, timeout=20, poll=0.1).row_errors() == []
+    with pytest.raises(KlaviyoValidationError):
+        k.bulk_create_catalog_items([CatalogItem("X", title="T", description="", url="u"),
+                                     CatalogItem(" ", title="T", description="", url="u")])
+    with pytest.raises(KlaviyoNotFoundError):
+        k.get_catalog_item("NOPE")
+    assert k.delete_catalog_variant("S1") and k.delete_catalog_item("P1") and k.delete_catalog_category("C2")
+    assert not k.delete_catalog_item("P1")
+    assert standin.summary()["catalog"]["restocks"] == 2  # S1 and V0 went from 0 to more

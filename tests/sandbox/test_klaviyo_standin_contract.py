@@ -180,3 +180,131 @@ def test_every_operation_answers_as_the_spec_says_through_prism(k, prism):
     call("GET", "/lists", 503)
     k.clear_faults()
     assert len(seen) == 34
+
+
+def test_official_sdk_parses_accounts_catalog_resources_and_jobs(k, sdk):
+    (account,) = sdk.Accounts.get_accounts().data
+    assert (account.id, account.attributes.public_api_key) == (k.account().id, k.account().id)
+    assert sdk.Accounts.get_account(account.id).data.attributes.contact_information.street_address.city == "Boston"
+    item = {"data": {"type": "catalog-item", "attributes": {
+        "external_id": "P1", "title": "Tee", "description": "", "url": "https://s/p1", "price": 12.5,
+        "custom_metadata": {"brand": "Acme"}}}}
+    assert sdk.Catalogs.create_catalog_item(item).data.id == "$custom:::$default:::P1"
+    variant = {"data": {"type": "catalog-variant", "attributes": {
+        "external_id": "S1", "title": "Tee / M", "description": "", "sku": "TEE-M", "inventory_quantity": 0,
+        "price": 12.5, "url": "https://s/p1"},
+        "relationships": {"item": {"data": {"type": "catalog-item", "id": "$custom:::$default:::P1"}}}}}
+    assert sdk.Catalogs.create_catalog_variant(variant).data.attributes.sku == "TEE-M"
+    listed = sdk.Catalogs.get_catalog_items(include=["variants"])
+    assert [i.id for i in listed.data] == ["$custom:::$default:::P1"] and len(listed.included) == 1
+    assert sdk.Catalogs.get_catalog_variants().data[0].attributes.inventory_quantity == 0
+    job = sdk.Catalogs.bulk_create_catalog_categories({"data": {"type": "catalog-category-bulk-create-job",
+                                                                "attributes": {"categories": {"data": [
+        {"type": "catalog-category", "attributes": {"external_id": "C1", "name": "Tops"}}]}}}})
+    assert job.data.attributes.status == "queued"
+    time.sleep(0.15)
+    assert sdk.Catalogs.get_bulk_create_categories_job(job.data.id).data.attributes.status == "complete"
+    assert sdk.Catalogs.get_catalog_categories().data[0].attributes.name == "Tops"
+
+
+def test_every_catalog_and_account_operation_answers_as_the_spec_says_through_prism(k, prism):
+    """Each catalog, account and back-in-stock operation through ``prism proxy --errors``, errors included."""
+    session = requests.Session()
+    session.headers.update({"Authorization": f"Klaviyo-API-Key {k.api_key}", "revision": "2026-07-15",
+                            "Content-Type": "application/vnd.api+json", "Accept": "application/vnd.api+json"})
+    seen = []
+    prefix = "$custom:::$default:::"
+
+    def call(method, path, expected, body=None, **params):
+        response = session.request(method, prism + "/api" + path, params=params or None, timeout=30,
+                                   data=None if body is None else json.dumps(body))
+        seen.append((method, path, response.status_code))
+        assert response.status_code == expected, f"{method} {path}: {response.status_code} {response.text[:2000]}"
+        return response
+
+    def settle(path):
+        for _ in range(100):
+            data = call("GET", path, 200).json()["data"]
+            if data["attributes"]["status"] == "complete":
+                return data
+            time.sleep(0.02)
+        raise AssertionError(path)
+
+    # (No sparse fields here: the spec marks every account attribute required, so a sparse answer cannot conform.)
+    account_id = call("GET", "/accounts", 200).json()["data"][0]["id"]
+    call("GET", f"/accounts/{account_id}", 200)
+    call("GET", "/accounts/nope", 404)
+    category = {"data": {"type": "catalog-category", "attributes": {"external_id": "C1", "name": "Tops"}}}
+    call("POST", "/catalog-categories", 201, category)
+    call("POST", "/catalog-categories", 409, category)
+    call("PATCH", f"/catalog-categories/{prefix}C1", 200, {"data": {"type": "catalog-category", "id": prefix + "C1",
+                                                                    "attributes": {"name": "Shirts"}}})
+    call("GET", f"/catalog-categories/{prefix}C1", 200)
+    item = {"data": {"type": "catalog-item", "attributes": {
+        "external_id": "P1", "title": "Tee", "description": "", "url": "https://s/p1", "price": 12.5,
+        "images": ["https://i/1"], "custom_metadata": {"brand": "Acme"}, "published": True},
+        "relationships": {"categories": {"data": [{"type": "catalog-category", "id": prefix + "C1"}]}}}}
+    call("POST", "/catalog-items", 201, item)
+    call("POST", "/catalog-items", 409, item)
+    call("POST", "/catalog-items", 400, {"data": {"type": "catalog-item", "attributes": {
+        "external_id": " ", "title": "T", "description": "", "url": "u"}}})
+    call("PATCH", f"/catalog-items/{prefix}P1", 200, {"data": {"type": "catalog-item", "id": prefix + "P1",
+                                                               "attributes": {"price": 10.5, "images": None}}})
+    call("GET", f"/catalog-items/{prefix}P1", 200, include="variants")
+    call("GET", f"/catalog-items/{prefix}P9", 404)
+    variant = {"data": {"type": "catalog-variant", "attributes": {
+        "external_id": "S1", "title": "Tee / M", "description": "", "sku": "TEE-M", "inventory_quantity": 0,
+        "inventory_policy": 1, "price": 12.5, "url": "https://s/p1"},
+        "relationships": {"item": {"data": {"type": "catalog-item", "id": prefix + "P1"}}}}}
+    call("POST", "/catalog-variants", 201, variant)
+    call("PATCH", f"/catalog-variants/{prefix}S1", 200, {"data": {"type": "catalog-variant", "id": prefix + "S1",
+                                                                  "attributes": {"inventory_quantity": 0.5}}})
+    call("GET", f"/catalog-variants/{prefix}S1", 200)
+    call("GET", "/catalog-items", 200, filter=f'any(ids,["{prefix}P1"])', include="variants", sort="-created")
+    call("GET", "/catalog-items", 200, filter=f'equals(category.id,"{prefix}C1")', **{"page[size]": "1"})
+    call("GET", "/catalog-items", 400, filter='equals(sku,"x")')
+    call("GET", "/catalog-variants", 200, filter=f'equals(item.id,"{prefix}P1")')
+    call("GET", f"/catalog-items/{prefix}P1/variants", 200)
+    call("GET", "/catalog-categories", 200, filter='contains(name,"Sh")')
+    call("POST", "/back-in-stock-subscriptions", 202, {"data": {"type": "back-in-stock-subscription", "attributes": {
+        "channels": ["EMAIL"], "profile": {"data": {"type": "profile", "attributes": {"email": "w@example.com"}}}},
+        "relationships": {"variant": {"data": {"type": "catalog-variant", "id": prefix + "S1"}}}}})
+    rows = [{"type": "catalog-variant", "attributes": {**variant["data"]["attributes"], "external_id": f"S{n}"},
+             "relationships": variant["data"]["relationships"]} for n in (1, 2)]
+    job = call("POST", "/catalog-variant-bulk-create-jobs", 202, {"data": {
+        "type": "catalog-variant-bulk-create-job", "attributes": {"variants": {"data": rows}}}}).json()["data"]
+    done = settle(f"/catalog-variant-bulk-create-jobs/{job['id']}")
+    assert done["attributes"]["failed_count"] == 1  # S1 exists: one per-row error, in the spec's shape
+    call("GET", f"/catalog-variant-bulk-create-jobs/{job['id']}", 200, include="variants")
+    call("GET", "/catalog-variant-bulk-create-jobs", 200, filter='equals(status,"complete")')
+    for kind, key, rid, attributes in (("item", "items", "P1", {"title": "Tee 2"}),
+                                       ("variant", "variants", "S2", {"inventory_quantity": 4}),
+                                       ("category", "categories", "C1", {"name": "Tees"})):
+        for action, row in (("update", {"id": prefix + rid, "attributes": attributes}), ("delete", {"id": prefix + rid})):
+            body = {"data": {"type": f"catalog-{kind}-bulk-{action}-job",
+                             "attributes": {key: {"data": [{"type": f"catalog-{kind}", **row}]}}}}
+            if (kind, action) == ("item", "delete"):
+                continue  # the item goes last, with the single DELETE below
+            job = call("POST", f"/catalog-{kind}-bulk-{action}-jobs", 202, body).json()["data"]
+            settle(f"/catalog-{kind}-bulk-{action}-jobs/{job['id']}")
+            call("GET", f"/catalog-{kind}-bulk-{action}-jobs", 200)
+    items_job = call("POST", "/catalog-item-bulk-create-jobs", 202, {"data": {
+        "type": "catalog-item-bulk-create-job", "attributes": {"items": {"data": [
+            {"type": "catalog-item", "attributes": {"external_id": "P2", "title": "T", "description": "",
+                                                    "url": "u"}}]}}}}).json()["data"]
+    settle(f"/catalog-item-bulk-create-jobs/{items_job['id']}")
+    call("GET", "/catalog-item-bulk-create-jobs", 200)
+    call("GET", "/catalog-category-bulk-create-jobs", 200)
+    call("POST", "/catalog-category-bulk-create-jobs", 202, {"data": {"type": "catalog-category-bulk-create-job",
+                                                                      "attributes": {"categories": {"data": [
+        {"type": "catalog-category", "attributes": {"external_id": "C9", "name": "New"}}]}}}})
+    call("POST", "/catalog-item-bulk-delete-jobs", 202, {"data": {"type": "catalog-item-bulk-delete-job",
+                                                                  "attributes": {"items": {"data": [
+        {"type": "catalog-item", "id": prefix + "P2"}]}}}})
+    call("DELETE", f"/catalog-variants/{prefix}S1", 204)
+    call("DELETE", f"/catalog-items/{prefix}P1", 204)
+    call("DELETE", f"/catalog-categories/{prefix}C404", 404)
+    k.set_faults(force_429=1)
+    call("GET", "/catalog-items", 429)
+    k.clear_faults()
+    assert len(seen) >= 45

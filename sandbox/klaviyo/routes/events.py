@@ -8,7 +8,7 @@ from .. import events, resources
 from ..errors import invalid, not_found
 from ..filters import matches, parse_filter
 from ..validate import event_input, member, obj, profile_ref, resource
-from ..web import body, check_include, empty, now, paged, respond, root, sandbox, self_link, sort_param, store
+from ..web import body, check_include, counters, empty, now, paged, respond, root, self_link, sort_param, store
 
 MAX_BULK_EVENTS = 1000
 BULK = "/data/attributes/events-bulk-create"
@@ -28,7 +28,7 @@ def create_event():
     with store().lock:
         _, dropped = events.record(store(), [item], now())
     if dropped:
-        sandbox().counters.duplicate("create_event", dropped)
+        counters().duplicate("create_event", dropped)
     return empty(202)
 
 
@@ -63,7 +63,7 @@ def bulk_create_events():
         events.reject_repeated_unique_ids(store(), inputs)
         _, dropped = events.record(store(), inputs, now())
     if dropped:
-        sandbox().counters.duplicate("bulk_create_events", dropped)
+        counters().duplicate("bulk_create_events", dropped)
     return empty(202)
 
 

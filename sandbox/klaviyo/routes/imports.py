@@ -10,7 +10,7 @@ from ..filters import matches, parse_filter
 from ..ids import ulid
 from ..model import ImportJob
 from ..validate import member, obj, relationship_ids, resource
-from ..web import body, check_include, now, paged, respond, root, sandbox, self_link, sort_param, store
+from ..web import account, body, check_include, now, paged, respond, root, sandbox, self_link, sort_param, store
 
 MAX_IMPORT_PROFILES = 10_000
 PROFILES = "/data/attributes/profiles"
@@ -32,7 +32,8 @@ def bulk_import_profiles():
                 raise invalid(f"A list with id {list_id} does not exist.", f"/data/relationships/lists/data/{i}/id")
         job = ImportJob(id=ulid(now()), seq=store().next_seq(), created=now(),
                         stage_seconds=sandbox().job_stage_seconds, rows=rows, list_ids=list_ids,
-                        outcome=sandbox().faults.job_outcome(now(), request.get_data(as_text=True)))
+                        outcome=sandbox().faults.job_outcome(now(), request.get_data(as_text=True),
+                                                            account=account().id))
         store().jobs[job.id] = job
         store().pending_imports.append(job.id)
         jobs.settle(store(), now())  # a zero-length stage completes at once
