@@ -5,6 +5,7 @@ from .transport import RetryPolicy
 from .exceptions import (
     KlaviyoAPIError,
     KlaviyoAuthError,
+    KlaviyoConfigError,
     KlaviyoConflictError,
     KlaviyoNetworkError,
     KlaviyoNotFoundError,
@@ -29,7 +30,7 @@ from .models import (
 
 __all__ = [
     "DEFAULT_BASE_URL", "REVISION", "KlaviyoClient", "RetryPolicy",
-    "KlaviyoAPIError", "KlaviyoAuthError", "KlaviyoConflictError", "KlaviyoNetworkError", "KlaviyoNotFoundError",
+    "KlaviyoAPIError", "KlaviyoAuthError", "KlaviyoConfigError", "KlaviyoConflictError", "KlaviyoNetworkError", "KlaviyoNotFoundError",
     "KlaviyoRateLimitError", "KlaviyoServerError", "KlaviyoValidationError",
     "LocalTokenBucket", "NoRateLimit", "RateLimitTimeout", "operation_limits",
     "AcceptedJob", "BulkEventsResult", "BulkImportJob", "EventResult", "KlaviyoEvent", "KlaviyoList", "KlaviyoProfile",

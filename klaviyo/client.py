@@ -186,10 +186,15 @@ class KlaviyoClient:
 
     def search_profiles(self, email: str | None = None, phone_number: str | None = None,
                         external_id: str | None = None) -> list[KlaviyoProfile]:
-        """Profiles matching every identifier given (identifiers are unique, so 0 or 1 usually)."""
+        """Profiles matching every identifier given (identifiers are unique, so 0 or 1 usually).
+
+        A malformed identifier (``email="not-an-email"``) raises ``KlaviyoValidationError`` naming
+        it before any request, as every other call does: Klaviyo would only answer "none found".
+        """
         given = [(k, v) for k, v in (("email", email), ("phone_number", phone_number), ("external_id", external_id)) if v]
         if not given:
             raise KlaviyoValidationError("search_profiles needs email, phone_number or external_id", field="email")
+        self._check_attributes(dict(given), "")
         clauses = [f"equals({k},{json.dumps(v)})" for k, v in given]
         expression = clauses[0] if len(clauses) == 1 else f"and({','.join(clauses)})"
         params = {"filter": expression, "page[size]": 100}
