@@ -14,6 +14,7 @@ from .exceptions import (
     KlaviyoValidationError,
 )
 from .limits import LocalTokenBucket, NoRateLimit, RateLimitTimeout, operation_limits
+from .results import Results
 from .models import (
     AcceptedJob,
     BulkEventsResult,
@@ -32,7 +33,7 @@ __all__ = [
     "DEFAULT_BASE_URL", "REVISION", "KlaviyoClient", "RetryPolicy",
     "KlaviyoAPIError", "KlaviyoAuthError", "KlaviyoConfigError", "KlaviyoConflictError", "KlaviyoNetworkError", "KlaviyoNotFoundError",
     "KlaviyoRateLimitError", "KlaviyoServerError", "KlaviyoValidationError",
-    "LocalTokenBucket", "NoRateLimit", "RateLimitTimeout", "operation_limits",
+    "LocalTokenBucket", "NoRateLimit", "RateLimitTimeout", "operation_limits", "Results",
     "AcceptedJob", "BulkEventsResult", "BulkImportJob", "EventResult", "KlaviyoEvent", "KlaviyoList", "KlaviyoProfile",
     "KlaviyoSegment", "ProfileImportError", "ProfileLocation", "ProfileUpsertResult",
 ]
