@@ -275,6 +275,14 @@ def flower(ctx: click.Context, unauthenticated: bool) -> None:
     os.execvpe(args[0], args, env)
 
 
+@cli.command()
+def doctor() -> None:
+    """Check the configuration, database, Redis, workers, beat, Klaviyo and TikTok: one line each."""
+    from .doctor import run_doctor
+
+    sys.exit(run_doctor(console))
+
+
 def main() -> None:
     import redis
     from sqlalchemy.exc import SQLAlchemyError
