@@ -13,6 +13,7 @@ import json
 import os
 import sys
 from dataclasses import asdict
+from pathlib import Path
 
 import click
 from rich.console import Console
@@ -269,6 +270,9 @@ def flower(ctx: click.Context, unauthenticated: bool) -> None:
         raise Failure("FLOWER_BASIC_AUTH is not set (user:password); refusing to start Flower without auth "
                       "(pass --unauthenticated to allow it on a trusted machine)")
     args = [sys.executable, "-m", "celery", "-A", "workers.app", "flower", *ctx.args]
+    config = Path(__file__).resolve().parent.parent / "flowerconfig.py"
+    if config.is_file() and not any(a.startswith("--conf") for a in ctx.args):
+        args.append(f"--conf={config}")  # Flower looks for ./flowerconfig.py only: run from anywhere
     env = dict(os.environ)
     if unauthenticated and not auth:
         env["KSYNC_FLOWER_UNAUTHENTICATED"] = "1"
