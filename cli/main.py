@@ -245,6 +245,25 @@ def limits(as_json: bool, prometheus: bool, show_all: bool) -> None:
     console.print(table if stats else "no Klaviyo calls recorded yet (try `ksync limits --all`)")
 
 
+@cli.command()
+@click.option("--bind", metavar="HOST:PORT", help="serve /metrics here (e.g. 0.0.0.0:9745) instead of printing once")
+def metrics(bind: str | None) -> None:
+    """Run and record outcomes, watermarks and the shared limiter, as Prometheus metrics."""
+    from . import metrics as exporter
+
+    _check_database()
+    if get_settings().klaviyo_api_key:
+        _check_redis()
+    if not bind:
+        click.echo(exporter.exposition(), nl=False)
+        return
+    try:
+        exporter.parse_bind(bind)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--bind") from None
+    exporter.serve(bind, console)
+
+
 @cli.group()
 def db() -> None:
     """Database schema commands."""
