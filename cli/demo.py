@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import sys
 import time
 from pathlib import Path
 
@@ -34,14 +35,34 @@ DEMO_MALFORMED_RATIO = 0.002
 DEMO_DIR = Path(".ksync") / "demo"
 
 
+_stop_requested = False
+
+
 def _interrupt(signum, frame):
+    """Ctrl-C or SIGTERM: stop. The flag is kept too, because a KeyboardInterrupt raised while
+    the interpreter runs a garbage-collection callback is dropped ("Exception ignored in ...")
+    and the demo would run to its end: the progress loop and each step check the flag."""
+    global _stop_requested
+    _stop_requested = True
     raise KeyboardInterrupt
+
+
+def _stopping() -> bool:
+    return _stop_requested
+
+
+def _quiet_dropped_interrupt(unraisable) -> None:
+    """A KeyboardInterrupt Python had to drop is already in the flag: no traceback for it."""
+    if not (_stop_requested and isinstance(unraisable.exc_value, KeyboardInterrupt)):
+        sys.__unraisablehook__(unraisable)
 
 
 def run_demo(console: Console, orders: int = 3000, workers: int = 2, days: int = 30) -> int:
     # The children run in their own sessions, out of reach of a terminal's Ctrl-C and of a
     # SIGTERM sent to us; both must unwind through ``stack.stop()`` below.
     signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
+    sys.unraisablehook = _quiet_dropped_interrupt
     redis_url = os.environ.get("REDIS_URL") if os.environ.get("REDIS_URL") and redis_reachable(os.environ["REDIS_URL"]) else None
     database_url = os.environ.get("DATABASE_URL") or None
     console.rule("[bold]ksync demo")
@@ -58,6 +79,8 @@ def run_demo(console: Console, orders: int = 3000, workers: int = 2, days: int =
         with console.status("starting Redis, the stand-ins and the workers…"):
             stack.start()
         console.print(f"stack up in {time.monotonic() - started:.1f}s (logs in {DEMO_DIR / 'logs'})")
+        if _stopping():
+            raise KeyboardInterrupt
         stack.activate()
         from workers.api import enqueue_sync
 
@@ -65,8 +88,10 @@ def run_demo(console: Console, orders: int = 3000, workers: int = 2, days: int =
 
         run_id = enqueue_sync(days_back=days + 1, trigger="cli")
         console.print(f"run [bold]{run_id}[/]")
-        snap = follow(run_id, console, timeout=900)
+        snap = follow(run_id, console, timeout=900, stop=_stopping)
         status = _summary(console, stack, snap.run)
+        if _stopping():
+            raise KeyboardInterrupt
         _kept(console, snap.run.id, database_url)
         return status
     except KeyboardInterrupt:

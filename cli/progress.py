@@ -52,8 +52,10 @@ def snapshot(run_id: str) -> Snapshot:
     return Snapshot(run.status, run.phase, run.orders_read, bool(run.dry_run), counts, run)
 
 
-def follow(run_id: str, console: Console, timeout: float | None = None, poll: float = 0.5) -> Snapshot:
+def follow(run_id: str, console: Console, timeout: float | None = None, poll: float = 0.5,
+           stop=None) -> Snapshot:
     """Show live bars until the run is final (or ``timeout`` passes); returns the last snapshot.
+    ``stop()``, checked at every poll, ends it with ``KeyboardInterrupt``.
 
     Per kind of record, one bar counts the records Klaviyo accepted out of those planned
     ("synced"; "planned" in a dry run, which sends nothing) and one counts the failed ones;
@@ -83,6 +85,8 @@ def follow(run_id: str, console: Console, timeout: float | None = None, poll: fl
                 progress.update(failed_bar, completed=snap.count(kind, "failed"), total=total)
             if snap.status in FINAL or (timeout and time.monotonic() - started > timeout):
                 return snap
+            if stop is not None and stop():
+                raise KeyboardInterrupt
             time.sleep(poll)
 
 
