@@ -47,7 +47,7 @@ def settings() -> Check:
         return Check("config", False, str(exc))
     missing = missing_settings(s)
     if missing:
-        return Check("config", False, f"{_names(missing)} {'is' if len(missing) == 1 else 'are'} not set: "
+        return Check("config", False, f"{listed(missing)} {'is' if len(missing) == 1 else 'are'} not set: "
                                       "put them in the environment or in .env (see .env.example)")
     return Check("config", True, f"credentials set for Klaviyo and TikTok shop(s) {', '.join(s.shop_ciphers)}")
 
@@ -62,7 +62,8 @@ def missing_settings(s: Settings, klaviyo: bool = True, shop: bool = True) -> li
     return [name for name in needed if not getattr(s, field[name])]
 
 
-def _names(names: list[str]) -> str:
+def listed(names: list[str]) -> str:
+    """``A``, ``A and B``, ``A, B and C``: variable names in a sentence."""
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
@@ -214,7 +215,7 @@ def tiktok(redis_client) -> Check:
     s = get_settings()
     missing = missing_settings(s, klaviyo=False)
     if missing:
-        return Check("tiktok", False, f"{_names(missing)} {'is' if len(missing) == 1 else 'are'} not set")
+        return Check("tiktok", False, f"{listed(missing)} {'is' if len(missing) == 1 else 'are'} not set")
     try:
         client = TikTokShopClient.from_settings(s, token_store=RedisTokenStore(redis_client, s.tiktok_app_key),
                                                 retry=RetryPolicy(max_rate_limited=0, max_server=0, max_network=0),

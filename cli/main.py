@@ -53,7 +53,7 @@ def _check_credentials(dry_run: bool = False, shop: str | None = None) -> None:
     missing = checks.missing_settings(get_settings(), klaviyo=not dry_run, shop=not shop)
     if missing:
         verb = "is" if len(missing) == 1 else "are"
-        raise Failure(f"not queued: {checks._names(missing)} {verb} not set, and the run would fail without "
+        raise Failure(f"not queued: {checks.listed(missing)} {verb} not set, and the run would fail without "
                       f"{'it' if len(missing) == 1 else 'them'}; put {'it' if len(missing) == 1 else 'them'} "
                       "in the environment or in .env (see .env.example)")
 
