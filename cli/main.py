@@ -2,8 +2,9 @@
 
 Exit status of ``sync --wait`` and ``retry-failed --wait``: 0 succeeded, 3 partial
 (some records failed, see ``ksync show RUN``), 4 failed. Any expected problem
-(bad setting, Redis or database unreachable, unknown run) is one line on stderr
-and exit status 1; usage errors are 2.
+(bad setting, Redis or database unreachable or unmigrated, a missing credential,
+unknown run) is one line on stderr and exit status 1; usage errors are 2. The
+checks behind those lines live in ``checks.py``; ``ksync doctor`` runs them all.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import json
 import os
 import sys
 from dataclasses import asdict
+from pathlib import Path
 
 import click
 from rich.console import Console
@@ -19,6 +21,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from settings import ConfigError, get_settings, redact_url
+
+from . import checks
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PARTIAL, EXIT_FAILED = 0, 1, 2, 3, 4
 EXIT_FOR_STATUS = {"succeeded": EXIT_OK, "partial": EXIT_PARTIAL, "failed": EXIT_FAILED, "skipped": EXIT_OK}
@@ -32,33 +36,39 @@ class Failure(Exception):
     """An expected failure, shown as one line."""
 
 
+def _require(check: checks.Check) -> None:
+    if not check.ok:
+        raise Failure(check.detail)
+
+
 def _check_redis() -> None:
-    import redis
-
-    url = get_settings().redis_url
-    try:
-        redis.Redis.from_url(url, socket_connect_timeout=3).ping()
-    except redis.RedisError as exc:
-        raise Failure(f"cannot reach Redis at {redact_url(url)} ({type(exc).__name__}: {exc}); "
-                      "is REDIS_URL right and the server running?") from None
+    _require(checks.redis())
 
 
-def _check_database() -> None:
-    from sqlalchemy import text
-    from sqlalchemy.exc import SQLAlchemyError
+def _check_database(migrated: bool = True) -> None:
+    _require(checks.database(migrated=migrated))
 
-    from db.engine import get_engine
 
-    url = get_settings().database_url
-    try:
-        with get_engine().connect() as conn:
-            conn.execute(text("select 1"))
-    except SQLAlchemyError as exc:
-        reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
-        raise Failure(f"cannot reach the database at {redact_url(url)} ({reason}); is DATABASE_URL right?") from None
+def _check_credentials(dry_run: bool = False, shop: str | None = None) -> None:
+    """Refuse to queue a run that cannot succeed: it would only fail on a worker, later."""
+    missing = checks.missing_settings(get_settings(), klaviyo=not dry_run, shop=not shop)
+    if missing:
+        verb = "is" if len(missing) == 1 else "are"
+        raise Failure(f"not queued: {checks.listed(missing)} {verb} not set, and the run would fail without "
+                      f"{'it' if len(missing) == 1 else 'them'}; put {'it' if len(missing) == 1 else 'them'} "
+                      "in the environment or in .env (see .env.example)")
+
+
+def _warn_without_workers() -> None:
+    """Say at once when nobody will pick the run up, rather than follow a run that never moves."""
+    check = checks.workers()
+    if not check.ok:
+        errors.print(f"ksync: {check.detail}; the run waits until one does", markup=False, highlight=False,
+                     soft_wrap=True)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="ksync", prog_name="ksync")
 def cli() -> None:
     """ksync: keep a merchant's Klaviyo account in step with their TikTok Shop."""
 
@@ -93,6 +103,7 @@ def sync(days_back, since, until, dry_run, shop, wait, timeout) -> None:
         raise click.UsageError(str(exc)) from None
     _check_database()
     _check_redis()
+    _check_credentials(dry_run, shop)
     try:
         run_id = enqueue_sync(days_back=days_back, since=since, until=until, dry_run=dry_run, shop=shop, trigger="cli")
     except WindowError as exc:
@@ -105,6 +116,7 @@ def sync(days_back, since, until, dry_run, shop, wait, timeout) -> None:
 def _wait(run_id: str, timeout: float | None) -> int:
     from .progress import follow
 
+    _warn_without_workers()
     snap = follow(run_id, console, timeout=timeout)
     run = snap.run
     if run.status not in EXIT_FOR_STATUS:
@@ -222,10 +234,21 @@ def failures(limit: int, as_json: bool) -> None:
 @click.option("--timeout", type=float, default=None)
 def retry_failed_cmd(run_id: str, wait: bool, timeout: float | None) -> None:
     """Replay a run's failed items as a new run."""
+    from db import history
+    from db.engine import session_scope
     from workers.api import retry_failed
 
     _check_database()
     _check_redis()
+    with session_scope() as session:
+        run = history.get_run(session, run_id)
+        if run is None:
+            raise Failure(f"no run {run_id} (use a full id or an unambiguous prefix from `ksync history`)")
+        if not history.failed_items(session, run.id):
+            console.print(f"nothing to retry: run {run_id} has no failed records")
+            return
+        shop = run.shop
+    _check_credentials(shop=shop)
     try:
         new_id = retry_failed(run_id)
     except LookupError as exc:
@@ -267,6 +290,25 @@ def limits(as_json: bool, prometheus: bool, show_all: bool) -> None:
     console.print(table if stats else "no Klaviyo calls recorded yet (try `ksync limits --all`)")
 
 
+@cli.command()
+@click.option("--bind", metavar="HOST:PORT", help="serve /metrics here (e.g. 0.0.0.0:9745) instead of printing once")
+def metrics(bind: str | None) -> None:
+    """Run and record outcomes, watermarks and the shared limiter, as Prometheus metrics."""
+    from . import metrics as exporter
+
+    _check_database()
+    if get_settings().klaviyo_api_key:
+        _check_redis()
+    if not bind:
+        click.echo(exporter.exposition(), nl=False)
+        return
+    try:
+        exporter.parse_bind(bind)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--bind") from None
+    exporter.serve(bind, console)
+
+
 @cli.group()
 def db() -> None:
     """Database schema commands."""
@@ -277,7 +319,7 @@ def db_upgrade() -> None:
     """Apply the Alembic migrations to DATABASE_URL."""
     from db.migrate import upgrade
 
-    _check_database()
+    _check_database(migrated=False)
     revision = upgrade(get_settings().database_url)
     console.print(f"database at {redact_url(get_settings().database_url)} is at revision {revision}")
 
@@ -292,13 +334,27 @@ def flower(ctx: click.Context, unauthenticated: bool) -> None:
         raise Failure("FLOWER_BASIC_AUTH is not set (user:password); refusing to start Flower without auth "
                       "(pass --unauthenticated to allow it on a trusted machine)")
     args = [sys.executable, "-m", "celery", "-A", "workers.app", "flower", *ctx.args]
+    config = Path(__file__).resolve().parent.parent / "flowerconfig.py"
+    if config.is_file() and not any(a.startswith("--conf") for a in ctx.args):
+        args.append(f"--conf={config}")  # Flower looks for ./flowerconfig.py only: run from anywhere
     env = dict(os.environ)
     if unauthenticated and not auth:
         env["KSYNC_FLOWER_UNAUTHENTICATED"] = "1"
     os.execvpe(args[0], args, env)
 
 
+@cli.command()
+def doctor() -> None:
+    """Check the configuration, database, Redis, workers, beat, Klaviyo and TikTok: one line each."""
+    from .doctor import run_doctor
+
+    sys.exit(run_doctor(console))
+
+
 def main() -> None:
+    import redis
+    from sqlalchemy.exc import SQLAlchemyError
+
     try:
         cli.main(standalone_mode=False)
     except click.exceptions.Exit as exc:
@@ -310,7 +366,16 @@ def main() -> None:
         exc.show()
         sys.exit(EXIT_USAGE)
     except (Failure, ConfigError) as exc:
-        errors.print(f"ksync: {exc}", markup=False, highlight=False)
+        errors.print(f"ksync: {exc}", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(EXIT_ERROR)
+    except SQLAlchemyError as exc:  # past the checks (the database went away mid-command): still one line
+        reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
+        errors.print(f"ksync: database error at {checks.shown(get_settings().database_url)}: {reason}",
+                     markup=False, highlight=False, soft_wrap=True)
+        sys.exit(EXIT_ERROR)
+    except redis.RedisError as exc:
+        errors.print(f"ksync: Redis error at {checks.shown(get_settings().redis_url)}: {type(exc).__name__}: {exc}",
+                     markup=False, highlight=False, soft_wrap=True)
         sys.exit(EXIT_ERROR)
     except KeyboardInterrupt:
         errors.print("interrupted")

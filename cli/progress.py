@@ -1,8 +1,10 @@
 """Follow a run live (rich progress bars) and render runs as tables.
 
 Progress is read from sync history, the same rows Flower-independent monitoring
-would read: orders read, profiles and events sent, failures. Polling the database
-means it works from any machine that can reach it, not just the worker's.
+would read: orders read, and per kind of record how many Klaviyo accepted and how
+many failed, apart. Counting records *sent* instead made a run in which every record
+failed look complete ("events sent 6479/6479 100%"). Polling the database means it
+works from any machine that can reach it, not just the worker's.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from db.engine import session_scope
 FINAL = ("succeeded", "partial", "failed", "skipped")
 STATUS_STYLE = {"succeeded": "green", "partial": "yellow", "failed": "red", "running": "cyan", "queued": "dim",
                 "skipped": "dim"}
+#: The kinds of record a run sends, as the bars name them.
+SENT_KINDS = (("profile", "profiles"), ("event", "events"))
 
 
 @dataclass(frozen=True)
@@ -27,12 +31,16 @@ class Snapshot:
     status: str
     phase: str
     orders_read: int
-    profiles_total: int
-    profiles_done: int
-    events_total: int
-    events_done: int
-    failed: int
+    dry_run: bool
+    #: ``{(kind, status): n}`` for the run's records.
+    counts: dict
     run: object
+
+    def total(self, kind: str) -> int:
+        return sum(n for (k, _), n in self.counts.items() if k == kind)
+
+    def count(self, kind: str, status: str) -> int:
+        return self.counts.get((kind, status), 0)
 
 
 def snapshot(run_id: str) -> Snapshot:
@@ -41,37 +49,44 @@ def snapshot(run_id: str) -> Snapshot:
         if run is None:
             raise LookupError(f"no run {run_id}")
         counts = history.item_counts(session, run.id)
-
-    def total(kind):
-        return sum(n for (k, _), n in counts.items() if k == kind)
-
-    def done(kind):
-        return sum(n for (k, s), n in counts.items() if k == kind and s in ("succeeded", "failed", "skipped"))
-
-    failed = sum(n for (_, s), n in counts.items() if s == "failed")
-    return Snapshot(run.status, run.phase, run.orders_read, total("profile"), done("profile"), total("event"),
-                    done("event"), failed, run)
+    return Snapshot(run.status, run.phase, run.orders_read, bool(run.dry_run), counts, run)
 
 
-def follow(run_id: str, console: Console, timeout: float | None = None, poll: float = 0.5) -> Snapshot:
-    """Show live bars until the run is final (or ``timeout`` passes); returns the last snapshot."""
+def follow(run_id: str, console: Console, timeout: float | None = None, poll: float = 0.5,
+           stop=None) -> Snapshot:
+    """Show live bars until the run is final (or ``timeout`` passes); returns the last snapshot.
+    ``stop()``, checked at every poll, ends it with ``KeyboardInterrupt``.
+
+    Per kind of record, one bar counts the records Klaviyo accepted out of those planned
+    ("synced"; "planned" in a dry run, which sends nothing) and one counts the failed ones;
+    orders TikTok sent that we could not read are "orders invalid".
+    """
     started = time.monotonic()
     columns = (TextColumn("{task.description:<16}"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
                TimeElapsedColumn())
     with Progress(*columns, console=console, transient=False) as progress:
         orders = progress.add_task("orders read", total=None)
-        profiles = progress.add_task("profiles sent", total=None)
-        events = progress.add_task("events sent", total=None)
-        failures = progress.add_task("failures", total=None)
+        invalid = progress.add_task("orders invalid", total=None)
+        bars = {}
         while True:
             snap = snapshot(run_id)
-            progress.update(orders, completed=snap.orders_read,
-                            total=snap.orders_read if snap.phase in ("dispatched", "finished") else None)
-            progress.update(profiles, completed=snap.profiles_done, total=snap.profiles_total or None)
-            progress.update(events, completed=snap.events_done, total=snap.events_total or None)
-            progress.update(failures, completed=snap.failed, total=snap.failed or None)
+            read_all = snap.phase in ("dispatched", "finished")
+            progress.update(orders, completed=snap.orders_read, total=snap.orders_read if read_all else None)
+            progress.update(invalid, completed=snap.count("order", "failed"), total=snap.orders_read or None)
+            for kind, plural in SENT_KINDS:
+                if kind not in bars:
+                    label = "planned" if snap.dry_run else "synced"
+                    bars[kind] = (progress.add_task(f"{plural} {label}", total=None),
+                                  progress.add_task(f"{plural} failed", total=None))
+                done_bar, failed_bar = bars[kind]
+                total = snap.total(kind) or None
+                done = snap.total(kind) if snap.dry_run else snap.count(kind, "succeeded")
+                progress.update(done_bar, completed=done, total=total)
+                progress.update(failed_bar, completed=snap.count(kind, "failed"), total=total)
             if snap.status in FINAL or (timeout and time.monotonic() - started > timeout):
                 return snap
+            if stop is not None and stop():
+                raise KeyboardInterrupt
             time.sleep(poll)
 
 

@@ -88,3 +88,12 @@ def session_scope(url: str | None = None) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+def get_db_session(url: str | None = None) -> contextlib.AbstractContextManager[Session]:
+    """The seed's ``database.connection.get_db_session``, here ``db.engine.get_db_session``.
+
+    ``with get_db_session() as session:`` gives the same session as ``session_scope()``:
+    committed when the block ends, rolled back if it raises.
+    """
+    return session_scope(url)

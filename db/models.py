@@ -199,3 +199,6 @@ class SyncState(Base):
     stream: Mapped[str] = mapped_column(String(32), primary_key=True)
     watermark: Mapped[datetime | None]
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+KlaviyoSyncHistory = SyncRun  #: the seed's name for a sync run (same table, same columns)

@@ -5,6 +5,7 @@ from .transport import RetryPolicy
 from .exceptions import (
     KlaviyoAPIError,
     KlaviyoAuthError,
+    KlaviyoConfigError,
     KlaviyoConflictError,
     KlaviyoNetworkError,
     KlaviyoNotFoundError,
@@ -13,6 +14,7 @@ from .exceptions import (
     KlaviyoValidationError,
 )
 from .limits import LocalTokenBucket, NoRateLimit, RateLimitTimeout, operation_limits
+from .results import Results
 from .models import (
     AcceptedJob,
     BulkEventsResult,
@@ -40,9 +42,9 @@ from .catalog import (
 
 __all__ = [
     "DEFAULT_BASE_URL", "REVISION", "KlaviyoClient", "RetryPolicy",
-    "KlaviyoAPIError", "KlaviyoAuthError", "KlaviyoConflictError", "KlaviyoNetworkError", "KlaviyoNotFoundError",
+    "KlaviyoAPIError", "KlaviyoAuthError", "KlaviyoConfigError", "KlaviyoConflictError", "KlaviyoNetworkError", "KlaviyoNotFoundError",
     "KlaviyoRateLimitError", "KlaviyoServerError", "KlaviyoValidationError",
-    "LocalTokenBucket", "NoRateLimit", "RateLimitTimeout", "operation_limits",
+    "LocalTokenBucket", "NoRateLimit", "RateLimitTimeout", "operation_limits", "Results",
     "AcceptedJob", "BulkEventsResult", "BulkImportJob", "EventResult", "KlaviyoEvent", "KlaviyoList", "KlaviyoProfile",
     "KlaviyoSegment", "ProfileImportError", "ProfileLocation", "ProfileUpsertResult",
 ]

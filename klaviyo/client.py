@@ -28,6 +28,7 @@ from .exceptions import (
     KlaviyoValidationError,
 )
 from .limits import LocalTokenBucket, RateLimiter
+from .results import Results
 from .models import (
     AcceptedJob,
     BulkEventsResult,
@@ -72,6 +73,8 @@ MAX_BULK_EVENTS = 1000
 MAX_SUBSCRIBE_PROFILES = 1000
 MAX_UNSUBSCRIBE_PROFILES = 100
 MAX_PROFILE_BYTES = 100 * 1024
+#: Asked with every profile read: ``subscription_status`` comes from it, and it costs no extra rate limit.
+PROFILE_FIELDS = {"additional-fields[profile]": "subscriptions"}
 BULK_EVENT_POINTER = re.compile(r"/events-bulk-create/data/(\d+)/attributes/events/data/(\d+)")
 BULK_PROFILE_POINTER = re.compile(r"/profiles/data/(\d+)")
 
@@ -81,19 +84,26 @@ class KlaviyoClient:
 
     Parameters:
         api_key(str): a private API key (``pk_...``).
-        base_url(str): ``https://a.klaviyo.com/api``, or a stand-in's URL.
-        revision(str): the ``revision`` header sent with every request.
+        base_url(str): ``https://a.klaviyo.com/api``, or a stand-in's URL. Default: ``KLAVIYO_API_BASE_URL``
+            from the environment or ``.env`` (the seed sets it and then calls the constructor), else Klaviyo's.
+        revision(str): the ``revision`` header sent with every request; default ``KLAVIYO_REVISION`` or ours.
         timeout(float): seconds per HTTP request.
         rate_limiter: ``acquire(bucket, timeout)`` / ``cool_down(bucket, s)``; default a per-process bucket.
         retry(RetryPolicy): retry budgets per kind of failure.
         limiter_timeout(float | None): how long to wait for a token before ``RateLimitTimeout``.
     """
 
-    def __init__(self, api_key: str, base_url: str = DEFAULT_BASE_URL, revision: str = REVISION,
+    def __init__(self, api_key: str, base_url: str | None = None, revision: str | None = None,
                  timeout: float = 30, rate_limiter: RateLimiter | None = None, retry: RetryPolicy | None = None,
                  limiter_timeout: float | None = None, pool_size: int = 10, sleep=time.sleep):
         if not api_key:
             raise KlaviyoAuthError("No Klaviyo API key: set KLAVIYO_API_KEY")
+        if base_url is None or revision is None:
+            from settings import get_settings
+
+            settings = get_settings()
+            base_url = base_url or settings.klaviyo_api_base_url or DEFAULT_BASE_URL
+            revision = revision or settings.klaviyo_revision or REVISION
         self.revision = revision
         self._sleep = sleep
         self.http = Transport(api_key, base_url, revision, timeout,
@@ -188,18 +198,23 @@ class KlaviyoClient:
         return self._load(PROFILE_RESOURCE, self.http.json(response).get("data"), "profile")
 
     def get_profile(self, profile_id: str) -> KlaviyoProfile:
-        response = self.http.request("get_profile", "GET", f"/profiles/{profile_id}")
+        response = self.http.request("get_profile", "GET", f"/profiles/{profile_id}", params=dict(PROFILE_FIELDS))
         return self._load(PROFILE_RESOURCE, self.http.json(response).get("data"), "profile")
 
     def search_profiles(self, email: str | None = None, phone_number: str | None = None,
                         external_id: str | None = None) -> list[KlaviyoProfile]:
-        """Profiles matching every identifier given (identifiers are unique, so 0 or 1 usually)."""
+        """Profiles matching every identifier given (identifiers are unique, so 0 or 1 usually).
+
+        A malformed identifier (``email="not-an-email"``) raises ``KlaviyoValidationError`` naming
+        it before any request, as every other call does: Klaviyo would only answer "none found".
+        """
         given = [(k, v) for k, v in (("email", email), ("phone_number", phone_number), ("external_id", external_id)) if v]
         if not given:
             raise KlaviyoValidationError("search_profiles needs email, phone_number or external_id", field="email")
+        self._check_attributes(dict(given), "")
         clauses = [f"equals({k},{json.dumps(v)})" for k, v in given]
         expression = clauses[0] if len(clauses) == 1 else f"and({','.join(clauses)})"
-        params = {"filter": expression, "page[size]": 100}
+        params = {"filter": expression, "page[size]": 100, **PROFILE_FIELDS}
         return [self._load(PROFILE_RESOURCE, r, "profile")
                 for r, _ in self.http.paginate("get_profiles", "/profiles", params)]
 
@@ -217,12 +232,16 @@ class KlaviyoClient:
         return EventResult(accepted=True, unique_id=event.unique_id, status=response.status_code)
 
     def get_events(self, profile_id: str | None = None, metric_id: str | None = None,
-                   page_size: int = 200) -> Iterator[KlaviyoEvent]:
-        """Every event (newest first) of a profile and/or metric, following pages to the end."""
+                   page_size: int = 200) -> Results[KlaviyoEvent]:
+        """Every event (newest first) of a profile and/or metric, as a list (``len``, ``[:5]``) that
+        reads its pages only as far as it is used (see ``Results``)."""
         clauses = [f"equals({k},{json.dumps(v)})" for k, v in (("profile_id", profile_id), ("metric_id", metric_id)) if v]
         params = {"page[size]": page_size, "sort": "-datetime", "include": "metric"}
         if clauses:
             params["filter"] = clauses[0] if len(clauses) == 1 else f"and({','.join(clauses)})"
+        return Results(self._events(params))
+
+    def _events(self, params: dict) -> Iterator[KlaviyoEvent]:
         for resource, included in self.http.paginate("get_events", "/events", params):
             event = self._load(EVENT_RESOURCE, resource, "event")
             metric = included.get(("metric", event.metric_name))
@@ -277,10 +296,22 @@ class KlaviyoClient:
 
     # Lists -------------------------------------------------------------------------------------
 
-    def get_lists(self, name: str | None = None) -> Iterator[KlaviyoList]:
+    def get_lists(self, name: str | None = None) -> Results[KlaviyoList]:
+        """Every list (or those called ``name``). Each one's ``profile_count`` is read the first time
+        it is used: one ``get_list`` request each, at Klaviyo's 1/s for counts (see ``KlaviyoList``)."""
         params = {"filter": f"equals(name,{json.dumps(name)})"} if name else {}
-        for resource, _ in self.http.paginate("get_lists", "/lists", params):
-            yield self._load(LIST_RESOURCE, resource, "list")
+        return Results(self._load(LIST_RESOURCE, resource, "list").with_count(loader=self._list_count(resource.get("id")))
+                       for resource, _ in self.http.paginate("get_lists", "/lists", params))
+
+    def get_list(self, list_id: str, profile_count: bool = False) -> KlaviyoList:
+        """One list; with ``profile_count`` Klaviyo counts its members (that request is limited to 1/s)."""
+        params = {"additional-fields[list]": "profile_count"} if profile_count else None
+        response = self.http.request("get_list", "GET", f"/lists/{list_id}", params=params)
+        klist = self._load(LIST_RESOURCE, self.http.json(response).get("data"), "list")
+        return klist if profile_count else klist.with_count(loader=self._list_count(list_id))
+
+    def _list_count(self, list_id):
+        return lambda: self.get_list(list_id, profile_count=True).profile_count
 
     def create_list(self, name: str) -> KlaviyoList:
         body = {"data": {"type": "list", "attributes": {"name": name}}}
@@ -327,15 +358,27 @@ class KlaviyoClient:
             self.http.request(operation, method, f"/lists/{list_id}/relationships/profiles", body=body)
         return len(ids)
 
-    def get_list_profiles(self, list_id: str) -> Iterator[KlaviyoProfile]:
-        for resource, _ in self.http.paginate("get_profiles_for_list", f"/lists/{list_id}/profiles", {"page[size]": 100}):
-            yield self._load(PROFILE_RESOURCE, resource, "profile")
+    def get_list_profiles(self, list_id: str) -> Results[KlaviyoProfile]:
+        params = {"page[size]": 100, **PROFILE_FIELDS}
+        return Results(self._load(PROFILE_RESOURCE, resource, "profile")
+                       for resource, _ in self.http.paginate("get_profiles_for_list", f"/lists/{list_id}/profiles", params))
 
     # Segments ----------------------------------------------------------------------------------
 
-    def get_segments(self) -> Iterator[KlaviyoSegment]:
-        for resource, _ in self.http.paginate("get_segments", "/segments", {}):
-            yield self._load(SEGMENT_RESOURCE, resource, "segment")
+    def get_segments(self) -> Results[KlaviyoSegment]:
+        """Every segment; each one's ``profile_count`` is read the first time it is used (as for lists)."""
+        return Results(self._load(SEGMENT_RESOURCE, resource, "segment").with_count(
+            loader=self._segment_count(resource.get("id"))) for resource, _ in self.http.paginate("get_segments", "/segments", {}))
+
+    def get_segment(self, segment_id: str, profile_count: bool = False) -> KlaviyoSegment:
+        """One segment; with ``profile_count`` Klaviyo counts its members (limited to 1/s)."""
+        params = {"additional-fields[segment]": "profile_count"} if profile_count else None
+        response = self.http.request("get_segment", "GET", f"/segments/{segment_id}", params=params)
+        segment = self._load(SEGMENT_RESOURCE, self.http.json(response).get("data"), "segment")
+        return segment if profile_count else segment.with_count(loader=self._segment_count(segment_id))
+
+    def _segment_count(self, segment_id):
+        return lambda: self.get_segment(segment_id, profile_count=True).profile_count
 
     def create_segment(self, name: str, definition: dict) -> KlaviyoSegment:
         """``POST /api/segments``. ``definition`` is ``{"condition_groups": [...]}`` as in the spec."""
@@ -345,9 +388,10 @@ class KlaviyoClient:
         response = self.http.request("create_segment", "POST", "/segments", body=body, idempotent=False)
         return self._load(SEGMENT_RESOURCE, self.http.json(response).get("data"), "segment")
 
-    def get_segment_profiles(self, segment_id: str) -> Iterator[KlaviyoProfile]:
-        for resource, _ in self.http.paginate("get_profiles_for_segment", f"/segments/{segment_id}/profiles", {"page[size]": 100}):
-            yield self._load(PROFILE_RESOURCE, resource, "profile")
+    def get_segment_profiles(self, segment_id: str) -> Results[KlaviyoProfile]:
+        params = {"page[size]": 100, **PROFILE_FIELDS}
+        return Results(self._load(PROFILE_RESOURCE, resource, "profile") for resource, _ in
+                       self.http.paginate("get_profiles_for_segment", f"/segments/{segment_id}/profiles", params))
 
     # Consent and privacy -----------------------------------------------------------------------
 
@@ -733,6 +777,9 @@ class KlaviyoClient:
 
     @staticmethod
     def _event_attributes(event: KlaviyoEvent, field_prefix: str = "") -> dict:
+        if event.profile is None:
+            field = f"{field_prefix}.profile".lstrip(".")
+            raise KlaviyoValidationError(f"{field}: an event needs a profile (or the seed's customer_email)", field=field)
         schema = EVENT_ATTRIBUTES
         attributes = schema.dump(event)
         errors = schema.validate(attributes)

@@ -2,7 +2,8 @@
 
 - Retriable: ``KlaviyoRateLimitError`` (wait ``retry_after``), ``KlaviyoServerError``
   (5xx, or an answer we could not read), ``KlaviyoNetworkError``.
-- Fatal for the run: ``KlaviyoAuthError`` (fix the key or its scopes).
+- Fatal for the run: ``KlaviyoAuthError`` (fix the key or its scopes), ``KlaviyoConfigError``
+  (fix the client's configuration: raised when the client is made, before any request).
 - Skippable, record by record: ``KlaviyoValidationError`` (the field is named),
   ``KlaviyoNotFoundError``, ``KlaviyoConflictError``.
 
@@ -96,3 +97,10 @@ class KlaviyoNetworkError(KlaviyoAPIError):
     """No answer: connection refused or reset, timeout, dropped connection."""
 
     retriable = True
+
+
+class KlaviyoConfigError(KlaviyoAPIError):
+    """The client's own configuration cannot work (a base URL without ``http://`` or ``https://``).
+
+    Raised by the constructor, before any request: no retry could ever help, so none is made.
+    """

@@ -6,9 +6,10 @@ logged or put in an exception without leaking a buyer's contact details.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import InitVar, dataclass, field, replace
+from datetime import datetime, timezone
 from decimal import Decimal
+from functools import cached_property
 
 from logs import mask_email, mask_phone
 
@@ -51,6 +52,23 @@ class KlaviyoProfile:
     subscriptions: dict | None = None
 
     @property
+    def subscription_status(self) -> str | None:
+        """The seed's ``subscription_status``, derived from Klaviyo's email marketing consent.
+
+        ``"subscribed"``, ``"unsubscribed"``, ``"never_subscribed"``, or ``"suppressed"`` (a bounce,
+        spam complaint or manual suppression: Klaviyo will not email the profile whatever its
+        consent). None when the profile was not read from Klaviyo with its subscriptions (the
+        client asks for them, ``additional-fields[profile]=subscriptions``, on every profile read).
+        """
+        marketing = ((self.subscriptions or {}).get("email") or {}).get("marketing")
+        if not isinstance(marketing, dict):
+            return None
+        consent = str(marketing.get("consent") or "NEVER_SUBSCRIBED").lower()
+        if consent != "unsubscribed" and marketing.get("suppression"):
+            return "suppressed"
+        return consent
+
+    @property
     def identifiers(self) -> dict:
         """The identifying attributes that are set (email, phone_number, external_id)."""
         return {k: v for k, v in (("email", self.email), ("phone_number", self.phone_number),
@@ -63,23 +81,84 @@ class KlaviyoProfile:
 
 @dataclass
 class KlaviyoEvent:
-    """One event (``Placed Order``...) for one profile. ``unique_id`` makes re-sends harmless."""
+    """One event (``Placed Order``...) for one profile. ``unique_id`` makes re-sends harmless.
+
+    The seed's spellings are accepted beside ours: ``customer_email="a@b.co"`` stands for
+    ``profile=KlaviyoProfile(email="a@b.co")`` and ``timestamp=`` for ``time=``; both read
+    back as ``event.customer_email`` and ``event.timestamp``. A naive ``time`` (such as
+    ``datetime.utcnow()``, as the seed passes) is taken as UTC, never as local time. No time
+    means Klaviyo stamps the event when it receives it.
+    """
 
     metric_name: str
-    profile: KlaviyoProfile
+    profile: KlaviyoProfile | None = None
     properties: dict = field(default_factory=dict)
     time: datetime | None = None
     value: Decimal | float | None = None
     value_currency: str | None = None
     unique_id: str | None = None
     event_id: str | None = None
+    customer_email: InitVar[str | None] = None
+    timestamp: InitVar[datetime | None] = None
+
+    def __post_init__(self, customer_email: str | None, timestamp: datetime | None) -> None:
+        if timestamp is not None:
+            if self.time is not None and self.time != timestamp:
+                raise ValueError("give the event's time once: time or timestamp, not two different ones")
+            self.time = timestamp
+        self.time = as_utc(self.time)
+        if customer_email is not None:
+            if self.profile is None:
+                self.profile = KlaviyoProfile(email=customer_email)
+            elif self.profile.email is None:
+                self.profile = replace(self.profile, email=customer_email)
+            elif self.profile.email != customer_email:
+                raise ValueError("customer_email differs from profile.email: give the buyer once")
 
     def __repr__(self) -> str:
         return f"KlaviyoEvent(metric_name={self.metric_name!r}, unique_id={self.unique_id!r}, profile={self.profile!r})"
 
 
+# The seed's read-back names. Set after the class: the dataclass keeps each InitVar's default there.
+KlaviyoEvent.customer_email = property(lambda self: self.profile.email if self.profile else None,
+                                       doc="The seed's name for ``profile.email``.")
+KlaviyoEvent.timestamp = property(lambda self: self.time, doc="The seed's name for ``time``.")
+
+
+def as_utc(value: datetime | None) -> datetime | None:
+    """``value`` as an aware datetime; a naive one is taken to be UTC (``datetime.utcnow()``)."""
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    return value
+
+
+class _CountedOnDemand:
+    """``profile_count`` for lists and segments, read from Klaviyo the first time it is used.
+
+    Klaviyo gives the count only when asked (``additional-fields[list]=profile_count``,
+    ``additional-fields[segment]=profile_count``), and answers those requests at 1/s and
+    15/min instead of 75/s: fetching every count with every listing would make ``get_lists()``
+    take a minute per 15 lists. So a list read from Klaviyo carries a loader, and the first
+    read of ``profile_count`` spends one request; the value is kept. A value made by hand
+    (no loader) has ``profile_count`` None.
+    """
+
+    @cached_property
+    def profile_count(self) -> int | None:
+        loader = self.__dict__.get("_count_loader")
+        return loader() if loader else None
+
+    def with_count(self, count: int | None = None, loader=None):
+        """This value with its profile count known (``count``) or readable on demand (``loader()``)."""
+        if count is not None:
+            self.__dict__["profile_count"] = count  # the cached_property's slot
+        if loader is not None:
+            self.__dict__["_count_loader"] = loader
+        return self
+
+
 @dataclass(frozen=True)
-class KlaviyoList:
+class KlaviyoList(_CountedOnDemand):
     list_id: str
     name: str
     created: datetime | None = None
@@ -88,7 +167,7 @@ class KlaviyoList:
 
 
 @dataclass(frozen=True)
-class KlaviyoSegment:
+class KlaviyoSegment(_CountedOnDemand):
     segment_id: str
     name: str
     definition: dict | None = None
@@ -97,6 +176,12 @@ class KlaviyoSegment:
     is_active: bool | None = None
     is_processing: bool | None = None
     is_starred: bool | None = None
+
+    @property
+    def list_id(self) -> str:
+        """The seed's name: its default "segments" were lists. Ours are real Klaviyo segments, so
+        this is the segment's own id (use it with the segment calls, not the list calls)."""
+        return self.segment_id
 
 
 # Results ---------------------------------------------------------------------------------------
@@ -120,12 +205,16 @@ class EventResult:
     """``POST /api/events`` answers 202 with no body: accepted for processing, no id yet.
 
     ``unique_id`` is the one we sent (Klaviyo keeps only the first event per
-    profile, metric and unique_id).
+    profile, metric and unique_id). ``event_id`` is kept for the seed's
+    ``result.event_id`` and is always None: Klaviyo gives no id at this point, and
+    an id we made up would match nothing in Klaviyo. Find the stored event later
+    with ``get_events`` (its ``event_id`` is Klaviyo's) or by ``unique_id``.
     """
 
     accepted: bool
     unique_id: str | None
     status: int
+    event_id: None = None
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from .models import (
     KlaviyoSegment,
     ProfileImportError,
     ProfileLocation,
+    as_utc,
 )
 
 #: Klaviyo refuses event times before 2000 and more than a year ahead.
@@ -108,11 +109,19 @@ def _event_time(value: datetime) -> None:
         raise ValidationError("Event time must be between 2000-01-01 and one year from now.")
 
 
+class UTCDateTime(fields.AwareDateTime):
+    """An aware datetime that sends a naive one as UTC, as ``KlaviyoEvent`` documents, rather than
+    refusing it: the seed's users pass ``datetime.utcnow()``, which is naive."""
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        return super()._serialize(as_utc(value), attr, obj, **kwargs)
+
+
 class EventAttributesSchema(Schema):
     """Attributes of ``POST /api/events`` (and of each event in a bulk create)."""
 
     properties = fields.Dict(required=True, validate=validate.Length(max=MAX_EVENT_PROPERTIES))
-    time = fields.AwareDateTime(allow_none=True, validate=_event_time, format="iso")
+    time = UTCDateTime(allow_none=True, validate=_event_time, format="iso")
     value = fields.Float(allow_none=True, allow_nan=False)
     value_currency = fields.String(allow_none=True, validate=validate.Regexp(r"^[A-Z]{3}\Z"))
     unique_id = fields.String(allow_none=True, validate=validate.Length(min=1, max=255))
@@ -204,7 +213,8 @@ class ListResourceSchema(_Lenient):
     def _make(self, data, **kwargs) -> KlaviyoList:
         a = data["attributes"]
         return KlaviyoList(list_id=data["id"], name=a.get("name") or "", created=_dt(a.get("created")),
-                           updated=_dt(a.get("updated")), opt_in_process=a.get("opt_in_process"))
+                           updated=_dt(a.get("updated")), opt_in_process=a.get("opt_in_process")
+                           ).with_count(_count(a.get("profile_count")))
 
 
 class SegmentResourceSchema(_Lenient):
@@ -217,7 +227,7 @@ class SegmentResourceSchema(_Lenient):
         return KlaviyoSegment(segment_id=data["id"], name=a.get("name") or "", definition=a.get("definition"),
                               created=_dt(a.get("created")), updated=_dt(a.get("updated")),
                               is_active=a.get("is_active"), is_processing=a.get("is_processing"),
-                              is_starred=a.get("is_starred"))
+                              is_starred=a.get("is_starred")).with_count(_count(a.get("profile_count")))
 
 
 class EventResourceSchema(_Lenient):
@@ -281,6 +291,11 @@ SEGMENT_RESOURCE = SegmentResourceSchema()
 EVENT_RESOURCE = EventResourceSchema()
 BULK_IMPORT_JOB = BulkImportJobSchema()
 IMPORT_ERROR = ImportErrorSchema()
+
+
+def _count(value) -> int | None:
+    """``profile_count`` as Klaviyo sent it (only when asked for), or None."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _dt(value) -> datetime | None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import re
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ from requests.adapters import HTTPAdapter
 from .exceptions import (
     KlaviyoAPIError,
     KlaviyoAuthError,
+    KlaviyoConfigError,
     KlaviyoConflictError,
     KlaviyoNetworkError,
     KlaviyoNotFoundError,
@@ -44,6 +46,9 @@ from .limits import RateLimiter
 log = logging.getLogger(__name__)
 
 MEDIA_TYPE = "application/vnd.api+json"
+KLAVIYO_BASE_URL = "https://a.klaviyo.com/api"
+#: The OS's reason inside a requests/urllib3 error text: "[Errno 111] Connection refused".
+OS_REASON = re.compile(r"\[Errno -?\d+\] ([^'\")\]]+)")
 
 
 @dataclass(frozen=True)
@@ -77,6 +82,7 @@ class Transport:
     def __init__(self, api_key: str, base_url: str, revision: str, timeout: float, rate_limiter: RateLimiter,
                  retry: RetryPolicy, limiter_timeout: float | None = None, pool_size: int = 10, sleep=time.sleep):
         self.base_url = base_url.rstrip("/")
+        self.host, self.path_hint = check_base_url(self.base_url)
         self.timeout = timeout
         self.rate_limiter = rate_limiter
         self.retry = retry
@@ -166,10 +172,15 @@ class Transport:
         headers = {"Content-Type": MEDIA_TYPE} if data is not None else None
         try:
             response = self.session.request(method, url, params=params, data=data, headers=headers, timeout=self.timeout)
+        except requests.ConnectTimeout:
+            raise KlaviyoNetworkError(f"Klaviyo {operation}: could not reach {self.host} "
+                                      f"(no connection within {self.timeout}s)") from None
         except requests.Timeout:
-            raise KlaviyoNetworkError(f"Klaviyo {operation} timed out after {self.timeout}s") from None
+            raise KlaviyoNetworkError(f"Klaviyo {operation}: no answer from {self.host} within {self.timeout}s") from None
+        except requests.ConnectionError as exc:
+            raise KlaviyoNetworkError(f"Klaviyo {operation}: could not reach {self.host} ({_reason(exc)})") from None
         except requests.RequestException as exc:
-            raise KlaviyoNetworkError(f"Klaviyo {operation} failed: {type(exc).__name__}") from None
+            raise KlaviyoNetworkError(f"Klaviyo {operation}: request to {self.host} failed ({_reason(exc)})") from None
         if response.status_code < 300:
             if expect and response.status_code not in expect:
                 raise KlaviyoServerError(f"Klaviyo {operation} answered {response.status_code}, expected "
@@ -177,6 +188,9 @@ class Transport:
                                          status=response.status_code)
             return response
         error = error_from_response(response, operation)
+        if self.path_hint and response.status_code in (404, 405):
+            error.message += self.path_hint
+            error.args = (error.message,)
         if isinstance(error, KlaviyoRateLimitError):
             self.rate_limiter.cool_down(operation, error.retry_after)
         raise error
@@ -192,6 +206,32 @@ class Transport:
             raise KlaviyoServerError(f"Klaviyo answered {response.status_code} with a {type(body).__name__}, not an object",
                                      status=response.status_code)
         return body
+
+
+def check_base_url(base_url: str) -> tuple[str, str]:
+    """``(host[:port], hint)`` for a base URL, or ``KlaviyoConfigError`` if it cannot work.
+
+    A URL without ``http://`` or ``https://`` would fail every request with the same error,
+    retried each time; it is refused here instead, once. A path that does not end in ``/api``
+    is allowed (a proxy may mount Klaviyo elsewhere) but earns a hint on any 404.
+    """
+    parts = urlsplit(base_url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        shown = re.sub(r"//[^/@]*@", "//***@", base_url)
+        raise KlaviyoConfigError(f"Klaviyo base URL {shown!r} (KLAVIYO_API_BASE_URL) needs http:// or https:// "
+                                 f"and a host, e.g. {KLAVIYO_BASE_URL}")
+    host = parts.hostname + (f":{parts.port}" if parts.port else "")
+    hint = ""
+    if not parts.path.rstrip("/").endswith("/api"):
+        hint = (f" (the base URL {parts.scheme}://{host}{parts.path} does not end in /api: "
+                f"Klaviyo's is {KLAVIYO_BASE_URL}; check KLAVIYO_API_BASE_URL)")
+    return host, hint
+
+
+def _reason(exc: requests.RequestException) -> str:
+    """The OS's words for a connection failure ("Connection refused", "Name or service not known")."""
+    match = OS_REASON.search(str(exc))
+    return match.group(1).strip() if match else type(exc).__name__
 
 
 def error_from_response(response: requests.Response, operation: str) -> KlaviyoAPIError:

@@ -25,11 +25,13 @@ DOCKERIGNORE = ROOT / ".dockerignore"
 ENV_EXAMPLE = ROOT / ".env.example"
 COMPOSE_SCHEMA = ROOT / "tests" / "contract" / "compose-spec.json"
 
-KSYNC_SERVICES = ("migrate", "worker", "beat", "flower")
+KSYNC_SERVICES = ("migrate", "worker", "beat", "flower", "metrics")
 STAND_INS = ("klaviyo-standin", "tiktok-standin")
-REQUIRED_SERVICES = ("redis", "postgres", *KSYNC_SERVICES, *STAND_INS)
+MONITORING = ("metrics", "prometheus", "grafana")
+REQUIRED_SERVICES = ("redis", "postgres", *KSYNC_SERVICES, *STAND_INS, *MONITORING)
 #: Variables that only the deployment adds (besides settings.ENV_NAMES), and which are secret.
-DEPLOYMENT_SECRETS = ("POSTGRES_PASSWORD",)
+DEPLOYMENT_SECRETS = ("POSTGRES_PASSWORD", "GRAFANA_ADMIN_PASSWORD")
+MONITORING_DIR = ROOT / "docs" / "monitoring"
 SECRET_LOOKING = re.compile(r"PASSWORD|SECRET|TOKEN|API_KEY|BASIC_AUTH")
 #: A ${VAR...} that Compose substitutes ($${VAR} is an escaped, literal one).
 INTERPOLATION = re.compile(r"(?<!\$)\$\{[^}]*\}")
@@ -274,9 +276,64 @@ def test_stand_ins_run_only_in_the_sandbox_profile_and_listen_on_all_interfaces(
         assert services[name].get("profiles") == ["sandbox"], name
         assert option(command_of(services[name]), "--host") == "0.0.0.0", name
     for name, service in services.items():
-        if name not in STAND_INS:
+        if name not in STAND_INS + MONITORING:
             assert "profiles" not in service, f"{name} would not start by default"
+        if name not in STAND_INS:
             assert not set(depends_on(service)) & set(STAND_INS), f"{name} depends on a sandbox-only service"
+
+
+# -- monitoring ------------------------------------------------------------------------------------
+
+
+def mounts(service: dict) -> dict[str, str]:
+    """``{container path: host path}`` of a service's bind mounts (``./host:/container[:ro]``)."""
+    found = {}
+    for volume in service.get("volumes", []):
+        parts = str(volume).split(":")
+        if parts[0].startswith("./"):
+            found[parts[1]] = parts[0]
+    return found
+
+
+def test_monitoring_runs_only_in_its_profile_and_publishes_on_loopback(services):
+    for name in MONITORING:
+        assert services[name].get("profiles") == ["monitoring"], name
+        assert all(str(p).startswith("127.0.0.1:") for p in services[name].get("ports", [])), name
+    for name, service in services.items():
+        if name not in MONITORING:
+            assert not set(depends_on(service)) & set(MONITORING), f"{name} depends on a monitoring-only service"
+
+
+def test_the_exporter_serves_where_prometheus_scrapes_it_and_prometheus_loads_the_alert_rules(services):
+    yaml = pytest.importorskip("yaml")
+    from cli.metrics import DEFAULT_PORT, parse_bind
+
+    host, port = parse_bind(option(command_of(services["metrics"]), "--bind"))
+    assert (host, port) == ("0.0.0.0", DEFAULT_PORT)
+    files = mounts(services["prometheus"])
+    config = yaml.safe_load((ROOT / files["/etc/prometheus/prometheus.yml"]).read_text())
+    targets = {job["job_name"]: [t for c in job["static_configs"] for t in c["targets"]]
+               for job in config["scrape_configs"]}
+    assert targets["ksync"] == [f"metrics:{port}"]
+    assert targets["flower"] == [f"flower:{env_of(services['flower'])['FLOWER_PORT']}"]
+    assert config["rule_files"] == ["/etc/prometheus/alerts.yml"] and (ROOT / files["/etc/prometheus/alerts.yml"]).is_file()
+
+
+def test_grafana_is_provisioned_with_prometheus_and_the_ksync_dashboard(services):
+    yaml = pytest.importorskip("yaml")
+    grafana = services["grafana"]
+    files = mounts(grafana)
+    provisioning = ROOT / files["/etc/grafana/provisioning"]
+    (source,) = yaml.safe_load((provisioning / "datasources" / "prometheus.yml").read_text())["datasources"]
+    assert source["url"] == "http://prometheus:9090" and source["type"] == "prometheus"
+    (provider,) = yaml.safe_load((provisioning / "dashboards" / "ksync.yml").read_text())["providers"]
+    dashboard = [c for c, h in files.items() if h.endswith(".json")]
+    assert dashboard and all(c.startswith(provider["options"]["path"] + "/") for c in dashboard)
+    assert (ROOT / files[dashboard[0]]).is_file()
+    env = env_of(grafana)
+    assert INTERPOLATION.fullmatch(env["GF_SECURITY_ADMIN_PASSWORD"]) and "GRAFANA_ADMIN_PASSWORD" in \
+        env["GF_SECURITY_ADMIN_PASSWORD"]
+    assert "GF_SECURITY_ADMIN_PASSWORD" in " ".join(grafana["entrypoint"]), "Grafana must refuse an empty password"
 
 
 def test_env_example_sandbox_values_are_what_the_stand_ins_accept(services):

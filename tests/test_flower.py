@@ -78,3 +78,41 @@ def test_flower_refuses_to_start_without_auth(tmp_path):
                             capture_output=True, text=True, timeout=60)
     assert result.returncode != 0
     assert "FLOWER_BASIC_AUTH" in result.stdout + result.stderr
+
+
+def test_flowerconfig_reads_basic_auth_from_dotenv_like_the_rest_of_ksync(tmp_path):
+    (tmp_path / ".env").write_text("FLOWER_BASIC_AUTH=ops:from-dotenv\nFLOWER_PORT=5999\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FLOWER_", "KSYNC_FLOWER"))}
+    env["PYTHONPATH"] = str(ROOT)
+    script = f"import runpy; c = runpy.run_path({str(ROOT / 'flowerconfig.py')!r}); print(c['basic_auth'], c['port'])"
+    result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip() == "['ops:from-dotenv'] 5999"
+
+
+def test_ksync_flower_starts_with_its_auth_only_in_dotenv(tmp_path, redis_url):
+    port = free_port()
+    (tmp_path / ".env").write_text(f"FLOWER_BASIC_AUTH={AUTH[0]}:{AUTH[1]}\nREDIS_URL={redis_url}\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FLOWER_", "KSYNC_FLOWER", "REDIS_URL"))}
+    env["PYTHONPATH"] = str(ROOT)
+    log = open(tmp_path / "flower.log", "wb")
+    process = subprocess.Popen([sys.executable, "-m", "cli.main", "flower", f"--port={port}"], cwd=tmp_path, env=env,
+                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        base = f"http://127.0.0.1:{port}"
+
+        def answers() -> bool:
+            try:
+                return requests.get(f"{base}/healthcheck", timeout=2).ok
+            except requests.RequestException:
+                return False
+
+        wait_until(lambda: process.poll() is not None or answers(), 60)
+        assert process.poll() is None, (tmp_path / "flower.log").read_text()
+        assert requests.get(f"{base}/api/workers", timeout=5).status_code == 401
+        assert requests.get(f"{base}/api/workers", auth=AUTH, timeout=10).status_code == 200
+    finally:
+        process.terminate()
+        process.wait(20)
+        log.close()

@@ -84,4 +84,6 @@ def _clear_log_context(**kwargs) -> None:
     logs.run_id_var.set(None)
 
 
+from . import heartbeat  # noqa: E402,F401  (the beat's heartbeat in Redis, for `ksync doctor`)
+
 log = logging.getLogger("workers")

@@ -5,7 +5,8 @@
     events, stats = service.sync_order_events(order_status="COMPLETED", days_back=7)
 
 It uses the same mapping, ledger and sync history as the Celery pipeline: every
-call is a run in ``ksync history`` (trigger ``service``), every record an item,
+call is a run in ``ksync history`` (trigger ``service``; sync types as the seed named
+them: ``profile_sync``, ``event_sync``, ``bulk_profile_sync``), every record an item,
 and events Klaviyo already confirmed are not sent again. For anything larger
 than a quick script, queue a sync instead (``ksync sync`` or ``enqueue_sync``):
 the pipeline spreads the work over workers and the bulk endpoints.
@@ -102,7 +103,7 @@ class KlaviyoSyncService:
     def sync_customers_from_tiktok(self, order_status: str | None = None,
                                    days_back: float = 30) -> tuple[list[KlaviyoProfile], dict]:
         """Upsert one profile per buyer of a placed order in the last ``days_back`` days."""
-        run_id, orders, invalid = self._read("customers", order_status, days_back)
+        run_id, orders, invalid = self._read("profile_sync", order_status, days_back)
         with session_scope() as session:
             plan = plan_window(orders, known_state(session, self.shop, run_id, orders))
         found = len(plan.profiles) + plan.unchanged_profiles + plan.in_flight_elsewhere
@@ -128,7 +129,7 @@ class KlaviyoSyncService:
 
     def sync_order_events(self, order_status: str | None = None, days_back: float = 30) -> tuple[list[KlaviyoEvent], dict]:
         """Track the order events of the last ``days_back`` days that Klaviyo has not confirmed yet."""
-        run_id, orders, invalid = self._read("events", order_status, days_back)
+        run_id, orders, invalid = self._read("event_sync", order_status, days_back)
         with session_scope() as session:
             plan = plan_window(orders, known_state(session, self.shop, run_id, orders))
         stats = {"orders_fetched": len(orders) + len(invalid), "events_tracked": 0, "total_value": Decimal("0"),
@@ -155,7 +156,7 @@ class KlaviyoSyncService:
 
     def sync_profiles_bulk(self, profiles: list[KlaviyoProfile | dict], batch_size: int = 100) -> tuple[list, dict]:
         """Upsert profiles given by the caller, ``batch_size`` at a time (a batch per log line)."""
-        run_id = self._start("profiles_bulk", None, None)
+        run_id = self._start("bulk_profile_sync", None, None)
         stats = {"total_profiles": len(profiles), "profiles_created": 0, "profiles_updated": 0, "profiles_failed": 0,
                  "errors": []}
         results, rows = [], []
@@ -177,17 +178,18 @@ class KlaviyoSyncService:
         self._close(run_id, rows, stats)
         return results, stats
 
-    def create_default_segments(self) -> list[KlaviyoSegment]:
-        """All Customers, New Subscribers, VIP Customers and Active Customers, as real Klaviyo segments.
+    def create_default_segments(self) -> dict[str, KlaviyoSegment]:
+        """All Customers, New Subscribers, VIP Customers and Active Customers, as real Klaviyo segments,
+        keyed as the seed's were (``all_customers``...; ``segment.list_id`` is the segment's id).
 
         Idempotent: a segment that already exists under the same name is returned as it is.
         """
         existing = {s.name: s for s in self.klaviyo.get_segments()}
-        segments = []
+        segments = {}
         for name, conditions in DEFAULT_SEGMENTS.items():
             segment = existing.get(name) or self.klaviyo.create_segment(
                 name, {"condition_groups": [{"conditions": conditions}]})
-            segments.append(segment)
+            segments[name.lower().replace(" ", "_")] = segment
         return segments
 
     # Sync history --------------------------------------------------------------------------------

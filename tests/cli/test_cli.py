@@ -165,6 +165,14 @@ def test_the_demo_runs_headless_on_the_embedded_default_and_checks_klaviyo():
     assert synced == checked > 0
     assert re.search(r"429s from Klaviyo\s*│\s*0", out)
 
+    # the closing hint works after the demo has exited: its history and logs are kept
+    hint = re.search(r"^\s+(DATABASE_URL=(\S+) ksync show (\w+))$", out, re.M)
+    assert hint, out
+    shown = ksync("show", hint.group(3), env=dict(env, DATABASE_URL=hint.group(2)))
+    assert shown.returncode == 0 and hint.group(3) in shown.stdout, shown.stdout + shown.stderr
+    logs = re.search(r"^\s+worker logs: (\S+)$", out, re.M).group(1)
+    assert any((ROOT / logs).glob("w1*.log")), logs
+
 
 @pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])

@@ -76,6 +76,10 @@ def test_every_client_call_conforms_to_klaviyos_spec_both_ways(through_prism, st
     assert [x.name for x in k.get_lists()] == ["TikTok Shop Customers"]
     k.add_profile_to_list(listed.list_id, email="c@example.com")
     k.add_profiles_to_list(listed.list_id, [created.profile_id])
+    assert k.get_list(listed.list_id).name == "TikTok Shop Customers"
+    assert k.get_list(listed.list_id, profile_count=True).profile_count == 2
+    assert [x.profile_count for x in k.get_lists()] == [2]
+    assert k.get_profile(upserted.profile_id).subscription_status == "never_subscribed"
     assert {p.profile_id for p in k.get_list_profiles(listed.list_id)} == {upserted.profile_id, created.profile_id}
     k.remove_profile_from_list(listed.list_id, created.profile_id)
 
@@ -87,6 +91,8 @@ def test_every_client_call_conforms_to_klaviyos_spec_both_ways(through_prism, st
                                                                    "value": 1.5}}]}]}
     segment = k.create_segment("Repeat buyers", definition)
     assert [s.segment_id for s in k.get_segments()] == [segment.segment_id]
+    assert k.get_segment(segment.segment_id, profile_count=True).profile_count == 1
+    assert [s.profile_count for s in k.get_segments()] == [1]
     assert [p.profile_id for p in k.get_segment_profiles(segment.segment_id)] == [upserted.profile_id]
 
     assert k.subscribe_profiles([KlaviyoProfile(email="optin@example.com")]).status == 202

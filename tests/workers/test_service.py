@@ -43,6 +43,7 @@ def test_sync_customers_upserts_each_buyer_once_with_the_seeds_stats(service):
     with session_scope() as s:
         runs = history.list_runs(s)
     assert [r.trigger for r in runs] == ["service", "service"] and runs[-1].status == "partial"
+    assert [r.sync_type for r in runs] == ["profile_sync", "profile_sync"]  # the seed's sync types
     assert runs[-1].success_count == len(buyers) and runs[-1].failed_count == len(t.malformed_ids())
 
 
@@ -76,12 +77,14 @@ def test_sync_profiles_bulk_counts_created_updated_and_failed(service):
 def test_default_segments_are_real_segments_created_once(service):
     svc, k, _ = service
     segments = svc.create_default_segments()
-    assert [s.name for s in segments] == list(DEFAULT_SEGMENTS)
-    assert all(s.definition["condition_groups"] for s in segments)
-    assert [s.segment_id for s in svc.create_default_segments()] == [s.segment_id for s in segments]
+    assert list(segments) == ["all_customers", "new_subscribers", "vip_customers", "active_customers"]
+    assert [s.name for s in segments.values()] == list(DEFAULT_SEGMENTS)
+    assert all(s.definition["condition_groups"] for s in segments.values())
+    assert {k: s.segment_id for k, s in svc.create_default_segments().items()} == \
+        {k: s.segment_id for k, s in segments.items()}
     assert len(k.state()["segments"]) == 4
     svc.sync_customers_from_tiktok(days_back=31)
-    everyone = next(s for s in segments if s.name == "All Customers")
+    everyone = segments["all_customers"]
     members = {p.profile_id for p in svc.klaviyo.get_segment_profiles(everyone.segment_id)}
     buyers = {p["id"] for p in k.state()["profiles"] if p["properties"].get("tiktok_order_count", 0) >= 1}
     assert members == buyers and members
