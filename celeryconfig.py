@@ -6,10 +6,7 @@ the longest countdown (tasks are cut off at ``task_time_limit``; retries wait at
 most ``MAX_RETRY_COUNTDOWN`` seconds). ``python -m celeryconfig`` prints it.
 """
 
-from celery.schedules import crontab
-
 from settings import get_settings
-from workers.schedules import aligned_every
 
 _s = get_settings()
 
@@ -61,34 +58,31 @@ task_annotations = {
 }
 
 task_default_queue = "sync"
+#: Queues a task reaches by its run's lane rather than by its route (workers/tasks.py: fairness).
+LANE_QUEUES = ("backfill",)
 task_routes = {
     "ksync.sync_shop": {"queue": "sync"},
     "ksync.retry_failed": {"queue": "sync"},
     "ksync.finish_run": {"queue": "sync"},
     "ksync.sweep": {"queue": "sync"},
+    "ksync.dispatch_due": {"queue": "sync"},
     "ksync.upsert_profile": {"queue": "profiles"},
     "ksync.track_event": {"queue": "events"},
     "ksync.bulk_import_profiles": {"queue": "bulk"},
     "ksync.bulk_create_events": {"queue": "bulk"},
 }
 
-beat_schedule = {"ksync.sweep": {"task": "ksync.sweep", "schedule": float(_s.sweep_interval_seconds),
-                                 "options": {"expires": max(5, _s.sweep_interval_seconds - 1)}}}
-for _shop in _s.shop_ciphers:
-    beat_schedule[f"ksync.incremental:{_shop}"] = {
-        "task": "ksync.sync_shop",
-        "schedule": aligned_every(_s.sync_interval_seconds),
-        "kwargs": {"shop": _shop, "trigger": "beat", "sync_type": "incremental"},
-        "options": {"expires": _s.sync_interval_seconds},
-    }
-    beat_schedule[f"ksync.reconcile:{_shop}"] = {
-        "task": "ksync.sync_shop",
-        "schedule": crontab(hour=_s.reconcile_hour_utc, minute=7),
-        "kwargs": {"shop": _shop, "trigger": "beat", "sync_type": "reconcile"},
-        "options": {"expires": 3600},
-    }
+#: Beat runs two light tasks. ``dispatch_due`` enqueues the connections whose sync is due (so new,
+#: paused and resumed connections take effect without restarting beat); ``sweep`` finishes runs
+#: and re-sends lost work. Both every KSYNC_SWEEP_SECONDS.
+beat_schedule = {
+    "ksync.sweep": {"task": "ksync.sweep", "schedule": float(_s.sweep_interval_seconds),
+                    "options": {"expires": max(5, _s.sweep_interval_seconds - 1)}},
+    "ksync.dispatch_due": {"task": "ksync.dispatch_due", "schedule": float(_s.sweep_interval_seconds),
+                           "options": {"expires": max(5, _s.sweep_interval_seconds - 1)}},
+}
 
 if __name__ == "__main__":
     import pprint
 
-    pprint.pprint({k: v for k, v in globals().items() if k.islower() and not k.startswith("_") and k != "crontab"})
+    pprint.pprint({k: v for k, v in globals().items() if k.islower() and not k.startswith("_")})

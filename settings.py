@@ -77,6 +77,9 @@ class Settings:
     stale_item_seconds: int = 60
     #: How often beat runs the sweeper (finishes runs, re-sends lost work).
     sweep_interval_seconds: int = 15
+    # Connections
+    #: Fernet key(s), comma-separated, first encrypts: secrets at rest (see db/secrets.py).
+    secret_key: str = _secret()
     # Operations
     flower_basic_auth: str = _secret()
     log_level: str = "INFO"
@@ -85,6 +88,10 @@ class Settings:
     @property
     def shop_ciphers(self) -> tuple[str, ...]:
         return tuple(c.strip() for c in self.tiktok_shop_cipher.split(",") if c.strip())
+
+    @property
+    def secret_keys(self) -> tuple[str, ...]:
+        return tuple(k.strip() for k in self.secret_key.split(",") if k.strip())
 
     @property
     def redis_url_redacted(self) -> str:
@@ -146,13 +153,15 @@ ENV_NAMES = {
     "item_lease_seconds": "KSYNC_ITEM_LEASE_SECONDS",
     "stale_item_seconds": "KSYNC_STALE_ITEM_SECONDS",
     "sweep_interval_seconds": "KSYNC_SWEEP_SECONDS",
+    "secret_key": "KSYNC_SECRET_KEY",
     "flower_basic_auth": "FLOWER_BASIC_AUTH",
     "log_level": "KSYNC_LOG_LEVEL",
     "log_format": "KSYNC_LOG_FORMAT",
 }
 
 #: Secret settings, by environment variable name. Their values are redacted from logs.
-SECRET_NAMES = ("KLAVIYO_API_KEY", "TIKTOK_APP_SECRET", "TIKTOK_ACCESS_TOKEN", "TIKTOK_REFRESH_TOKEN", "FLOWER_BASIC_AUTH")
+SECRET_NAMES = ("KLAVIYO_API_KEY", "TIKTOK_APP_SECRET", "TIKTOK_ACCESS_TOKEN", "TIKTOK_REFRESH_TOKEN", "FLOWER_BASIC_AUTH",
+                "KSYNC_SECRET_KEY")
 
 
 def _parse(name: str, raw: str, kind: type):

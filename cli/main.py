@@ -59,6 +59,20 @@ def _check_credentials(dry_run: bool = False, shop: str | None = None) -> None:
                       "in the environment or in .env (see .env.example)")
 
 
+def _connection(connection_id: str | None = None, shop: str | None = None, dry_run: bool = False) -> str:
+    """The connection a command acts on (named, by shop, or the only one), or a one-line error that
+    lists them; with none at all, which variables the environment's connection is missing."""
+    from db.connections import ConnectionError_
+    from workers.sync import resolve_connection
+
+    try:
+        return resolve_connection(connection_id, shop)
+    except ConnectionError_ as exc:
+        if not connection_id and not shop and "no connection yet" in str(exc):
+            _check_credentials(False, shop)  # a dry run too: it plans against its Klaviyo account's ledger
+        raise Failure(str(exc)) from None
+
+
 def _warn_without_workers() -> None:
     """Say at once when nobody will pick the run up, rather than follow a run that never moves."""
     check = checks.workers()
@@ -89,10 +103,11 @@ def demo(orders: int, workers: int, days: int) -> None:
 @click.option("--since", help="window start (ISO-8601, e.g. 2026-11-01T00:00:00Z)")
 @click.option("--until", help="window end (ISO-8601); default now minus the lag")
 @click.option("--dry-run", is_flag=True, help="record what would be sent; send nothing")
-@click.option("--shop", help="shop cipher (default: the first in TIKTOK_SHOP_CIPHER)")
+@click.option("--connection", "connection_id", help="connection id (default: the only one)")
+@click.option("--shop", help="shop cipher or id, instead of --connection")
 @click.option("--wait", is_flag=True, help="follow the run with progress bars; the exit status tells the outcome")
 @click.option("--timeout", type=float, default=None, help="with --wait: give up waiting after N seconds")
-def sync(days_back, since, until, dry_run, shop, wait, timeout) -> None:
+def sync(days_back, since, until, dry_run, connection_id, shop, wait, timeout) -> None:
     """Queue a sync now (workers do the work) and print its run id."""
     from workers.api import WindowError, enqueue_sync
     from workers.sync import window_options
@@ -103,9 +118,10 @@ def sync(days_back, since, until, dry_run, shop, wait, timeout) -> None:
         raise click.UsageError(str(exc)) from None
     _check_database()
     _check_redis()
-    _check_credentials(dry_run, shop)
+    connection = _connection(connection_id, shop, dry_run)
     try:
-        run_id = enqueue_sync(days_back=days_back, since=since, until=until, dry_run=dry_run, shop=shop, trigger="cli")
+        run_id = enqueue_sync(days_back=days_back, since=since, until=until, dry_run=dry_run, connection=connection,
+                              trigger="cli")
     except WindowError as exc:
         raise click.UsageError(str(exc)) from None
     console.print(f"queued run [bold]{run_id}[/]")
@@ -133,10 +149,11 @@ def _wait(run_id: str, timeout: float | None) -> int:
 
 @cli.command("history")
 @click.option("--limit", default=20, show_default=True)
-@click.option("--shop")
+@click.option("--connection", "connection_id", help="only this connection's runs")
+@click.option("--shop", help="only this shop's runs (cipher)")
 @click.option("--json", "as_json", is_flag=True, help="print JSON instead of a table")
-def history_cmd(limit: int, shop: str | None, as_json: bool) -> None:
-    """Recent sync runs, newest first."""
+def history_cmd(limit: int, connection_id: str | None, shop: str | None, as_json: bool) -> None:
+    """Recent sync runs, newest first (every connection's, unless one is named)."""
     from db import history
     from db.engine import session_scope
 
@@ -144,7 +161,7 @@ def history_cmd(limit: int, shop: str | None, as_json: bool) -> None:
 
     _check_database()
     with session_scope() as session:
-        runs = history.list_runs(session, limit=limit, shop=shop)
+        runs = history.list_runs(session, limit=limit, shop=shop, connection_id=connection_id)
     if as_json:
         click.echo(json.dumps([run_dict(r) for r in runs], indent=1))
     else:
@@ -262,12 +279,14 @@ def retry_failed_cmd(run_id: str, wait: bool, timeout: float | None) -> None:
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--prometheus", is_flag=True, help="print Prometheus text exposition")
 @click.option("--all", "show_all", is_flag=True, help="include buckets that were never used")
-def limits(as_json: bool, prometheus: bool, show_all: bool) -> None:
-    """The shared rate limiter's live state per Klaviyo operation."""
-    from workers import clients
+@click.option("--connection", "connection_id", help="the connection whose Klaviyo account to show (default: the only one)")
+def limits(as_json: bool, prometheus: bool, show_all: bool, connection_id: str | None) -> None:
+    """The shared rate limiter's live state per Klaviyo operation, for one connection's account."""
+    from workers import connections
 
+    _check_database()
     _check_redis()
-    limiter = clients.rate_limiter()
+    limiter = connections.context(_connection(connection_id)).klaviyo.rate_limiter
     if prometheus:
         from prometheus_client import CollectorRegistry, generate_latest
 

@@ -19,17 +19,15 @@ DEFAULT_PORT = 9745
 
 
 def registry() -> CollectorRegistry:
-    """Sync history, plus the shared limiter when a Klaviyo key names its account."""
-    from settings import get_settings
+    """Sync history, plus the shared limiter of every Klaviyo account a connection writes to."""
     from workers.ratelimit_metrics import LimiterCollector
     from workers.sync_metrics import SyncCollector
 
+    from workers.connections import account_limiters
+
     registry = CollectorRegistry()
     registry.register(SyncCollector())
-    if get_settings().klaviyo_api_key:
-        from workers import clients
-
-        registry.register(LimiterCollector(clients.rate_limiter()))
+    registry.register(LimiterCollector(account_limiters))
     return registry
 
 

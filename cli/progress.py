@@ -92,14 +92,14 @@ def follow(run_id: str, console: Console, timeout: float | None = None, poll: fl
 
 def runs_table(runs) -> Table:
     table = Table(title="Sync history", show_lines=False)
-    for column in ("run", "created (UTC)", "shop", "type", "trigger", "status", "window (UTC)", "synced",
+    for column in ("run", "created (UTC)", "connection", "type", "trigger", "status", "window (UTC)", "synced",
                    "failed", "not sent", "seconds", "why it failed"):
         table.add_column(column, no_wrap=column in ("run", "created (UTC)"), overflow="fold")
     for run in runs:
         window = (f"{run.window_start:%m-%d %H:%M} → {run.window_end:%m-%d %H:%M}"
                   if run.window_start and run.window_end else "")
         style = STATUS_STYLE.get(run.status, "")
-        table.add_row(run.id[:8], f"{run.created_at:%Y-%m-%d %H:%M:%S}", run.shop[:14], run.sync_type, run.trigger,
+        table.add_row(run.id[:8], f"{run.created_at:%Y-%m-%d %H:%M:%S}", (run.connection_id or run.shop)[:14], run.sync_type, run.trigger,
                       f"[{style}]{run.status}[/]" if style else run.status, window, str(run.records_synced),
                       str(run.failed_count), str(run.unsent_count or ""),
                       f"{run.duration_seconds:.1f}" if run.duration_seconds is not None else "",
@@ -117,7 +117,7 @@ def run_dict(run) -> dict:
         return value.isoformat() if value else None
 
     return {
-        "id": run.id, "shop": run.shop, "sync_type": run.sync_type, "direction": run.direction,
+        "id": run.id, "connection": run.connection_id, "account": run.account, "shop": run.shop, "sync_type": run.sync_type, "direction": run.direction,
         "trigger": run.trigger, "status": run.status, "phase": run.phase, "dry_run": run.dry_run,
         "window_start": iso(run.window_start), "window_end": iso(run.window_end),
         "records_synced": run.records_synced, "success_count": run.success_count, "failed_count": run.failed_count,

@@ -64,11 +64,12 @@ def start_run(session: Session, run: SyncRun, task_id: str | None) -> None:
     run.updated_at = utcnow()
 
 
-def insert_items(session: Session, run_id: str, rows: Iterable[dict]) -> None:
-    """Insert item rows, skipping any (run, kind, key) already there (a re-run of planning)."""
+def insert_items(session: Session, run_id: str, rows: Iterable[dict], returning: bool = False) -> list[int]:
+    """Insert item rows, skipping any (run, kind, key) already there (a re-run of planning). With
+    ``returning``, the ids of the rows this call inserted (a streaming run dispatches just those)."""
     rows = [dict(r, run_id=run_id) for r in rows]
     if not rows:
-        return
+        return []
     now = utcnow()
     for row in rows:  # a multi-row INSERT needs the same columns in every row
         row.setdefault("status", "pending")
@@ -82,7 +83,11 @@ def insert_items(session: Session, run_id: str, rows: Iterable[dict]) -> None:
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     # executemany: SQLAlchemy batches it ("insertmanyvalues"), far cheaper than one giant VALUES list
-    session.execute(insert(SyncItem).on_conflict_do_nothing(index_elements=["run_id", "kind", "key"]), rows)
+    stmt = insert(SyncItem).on_conflict_do_nothing(index_elements=["run_id", "kind", "key"])
+    if returning:
+        return list(session.scalars(stmt.returning(SyncItem.id), rows))
+    session.execute(stmt, rows)
+    return []
 
 
 def item_ids(session: Session, run_id: str, kind: str | None = None, statuses: Sequence[str] = ("pending",)) -> list[int]:
@@ -343,10 +348,13 @@ def get_run(session: Session, run_id: str) -> SyncRun | None:
     return run
 
 
-def list_runs(session: Session, limit: int = 20, shop: str | None = None) -> list[SyncRun]:
+def list_runs(session: Session, limit: int = 20, shop: str | None = None,
+              connection_id: str | None = None) -> list[SyncRun]:
     query = select(SyncRun).order_by(SyncRun.created_at.desc()).limit(limit)
     if shop:
         query = query.where(SyncRun.shop == shop)
+    if connection_id:
+        query = query.where(SyncRun.connection_id == connection_id)
     return list(session.scalars(query))
 
 

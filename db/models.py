@@ -11,7 +11,13 @@ the embedded default, and on PostgreSQL in production.
   order counts and lifetime value are computed, so re-syncs never double count.
 - ``delivered_events`` / ``buyer_profiles``: what Klaviyo has confirmed, so a
   re-sync spends no rate-limit budget on work already done.
-- ``sync_state``: the watermark per shop and stream.
+- ``sync_state``: the watermark per connection and stream.
+- ``connections``: a TikTok shop joined to a Klaviyo account, the unit of everything above;
+  ``tiktok_authorizations``: a seller's token pair, shared by that seller's shops. Secrets are
+  stored encrypted (``db/secrets.py``).
+
+The ledger, delivered events and profile fingerprints are keyed by Klaviyo account: a buyer of
+two shops feeding one account has one profile with totals over both; two accounts never mix.
 """
 
 from __future__ import annotations
@@ -35,6 +41,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.types import TypeDecorator
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from .secrets import EncryptedText
 
 #: Integer primary keys autoincrement on SQLite only as INTEGER, on PostgreSQL as BIGINT.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
@@ -77,15 +85,76 @@ class Base(DeclarativeBase):
     type_annotation_map = {datetime: UTCDateTime()}
 
 
+CONNECTION_STATUSES = ("active", "paused", "needs_reauth")
+
+
+class TikTokAuthorization(Base):
+    """One seller's authorization of our TikTok app: the token pair every shop of that seller uses.
+    TikTok rotates both tokens on refresh, so they live once, not per shop."""
+
+    __tablename__ = "tiktok_authorizations"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    app_key: Mapped[str] = mapped_column(String(128))
+    open_id: Mapped[str | None] = mapped_column(String(128))
+    seller_name: Mapped[str] = mapped_column(String(255), default="")
+    region: Mapped[str] = mapped_column(String(16), default="")
+    access_token: Mapped[str | None] = mapped_column(EncryptedText)
+    refresh_token: Mapped[str | None] = mapped_column(EncryptedText)
+    #: Absolute unix seconds, as TikTok gives them.
+    access_expires_at: Mapped[int | None] = mapped_column(BigInteger)
+    refresh_expires_at: Mapped[int | None] = mapped_column(BigInteger)
+    granted_scopes: Mapped[list | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    def __repr__(self) -> str:
+        return f"TikTokAuthorization(id={self.id!r}, seller_name={self.seller_name!r})"
+
+
+class Connection(Base):
+    """A TikTok shop joined to a Klaviyo account: the tenant. ``id`` is a short slug."""
+
+    __tablename__ = "connections"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    authorization_id: Mapped[str] = mapped_column(ForeignKey("tiktok_authorizations.id"))
+    shop_id: Mapped[str] = mapped_column(String(64), default="")
+    shop_cipher: Mapped[str] = mapped_column(String(128))
+    shop_name: Mapped[str] = mapped_column(String(255), default="")
+    shop_region: Mapped[str] = mapped_column(String(16), default="")
+    klaviyo_api_key: Mapped[str | None] = mapped_column(EncryptedText)
+    #: Klaviyo's account id for the key (``GET /api/accounts``): the limiter's and the ledger's grain.
+    klaviyo_account_id: Mapped[str | None] = mapped_column(String(64))
+    #: sync_interval_seconds, customer_list, rate_limit_share, relay_email (see workers/connections.py).
+    options: Mapped[dict] = mapped_column(JSON, default=dict)
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    status_reason: Mapped[str | None] = mapped_column(Text)
+    status_changed_at: Mapped[datetime] = mapped_column(default=utcnow)
+    #: ``env`` for the implicit connections the environment describes, ``table`` for added ones.
+    source: Mapped[str] = mapped_column(String(8), default="table")
+    next_sync_at: Mapped[datetime | None]
+    next_reconcile_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    def __repr__(self) -> str:
+        return f"Connection(id={self.id!r}, shop_cipher={self.shop_cipher!r}, status={self.status!r})"
+
+
 class SyncRun(Base):
     __tablename__ = "sync_runs"
     __table_args__ = (
-        UniqueConstraint("shop", "sync_type", "period_key", name="uq_sync_runs_period"),
+        UniqueConstraint("connection_id", "sync_type", "period_key", name="uq_sync_runs_period"),
         Index("ix_sync_runs_shop_status", "shop", "status"),
+        Index("ix_sync_runs_connection_status", "connection_id", "status"),
         Index("ix_sync_runs_created_at", "created_at"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    connection_id: Mapped[str | None] = mapped_column(String(64))
+    #: The Klaviyo account the run writes to (scopes "in flight elsewhere" checks).
+    account: Mapped[str | None] = mapped_column(String(64))
     shop: Mapped[str] = mapped_column(String(128), default="")
     sync_type: Mapped[str] = mapped_column(String(32))
     direction: Mapped[str] = mapped_column(String(32), default="tiktok_to_klaviyo")
@@ -155,10 +224,12 @@ class SyncItem(Base):
 
 class LedgerOrder(Base):
     __tablename__ = "orders"
-    __table_args__ = (Index("ix_orders_shop_user", "shop", "user_id"),)
+    __table_args__ = (Index("ix_orders_account_user", "account", "user_id"),)
 
+    account: Mapped[str] = mapped_column(String(64), primary_key=True)
     order_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     shop: Mapped[str] = mapped_column(String(128))
+    connection_id: Mapped[str | None] = mapped_column(String(64))
     user_id: Mapped[str] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(32))
     placed: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -175,6 +246,7 @@ class LedgerOrder(Base):
 class DeliveredEvent(Base):
     __tablename__ = "delivered_events"
 
+    account: Mapped[str] = mapped_column(String(64), primary_key=True)
     event_key: Mapped[str] = mapped_column(String(255), primary_key=True)
     shop: Mapped[str] = mapped_column(String(128))
     run_id: Mapped[str] = mapped_column(String(36))
@@ -184,6 +256,7 @@ class DeliveredEvent(Base):
 class BuyerProfile(Base):
     __tablename__ = "buyer_profiles"
 
+    account: Mapped[str] = mapped_column(String(64), primary_key=True)
     external_id: Mapped[str] = mapped_column(String(255), primary_key=True)
     shop: Mapped[str] = mapped_column(String(128))
     klaviyo_profile_id: Mapped[str | None] = mapped_column(String(64))
@@ -193,9 +266,11 @@ class BuyerProfile(Base):
 
 
 class SyncState(Base):
+    """The watermark per connection and stream."""
+
     __tablename__ = "sync_state"
 
-    shop: Mapped[str] = mapped_column(String(128), primary_key=True)
+    connection_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     stream: Mapped[str] = mapped_column(String(32), primary_key=True)
     watermark: Mapped[datetime | None]
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

@@ -76,3 +76,19 @@ def klaviyo_events(stack) -> dict[str, dict]:
         assert key not in keyed, f"Klaviyo holds {key} twice"
         keyed[key] = e
     return keyed
+
+
+def add_connection(connection_id: str, klaviyo_api_key: str, shop_cipher: str = "shop-1", *, access_token: str = "at",
+                   refresh_token: str = "rt", authorization_id: str | None = None, options: dict | None = None,
+                   shop_id: str = "", shop_name: str = ""):
+    """A connection row (and its TikTok authorization) as ``ksync connections add`` makes one."""
+    from db import connections
+    from db.engine import session_scope
+
+    with session_scope() as session:
+        authorization = connections.upsert_authorization(
+            session, app_key="ksync-app", open_id=authorization_id or connection_id, access_token=access_token,
+            refresh_token=refresh_token, authorization_id=authorization_id)
+        connections.add(session, connection_id=connection_id, authorization=authorization, shop_cipher=shop_cipher,
+                        klaviyo_api_key=klaviyo_api_key, options=options, shop_id=shop_id, shop_name=shop_name)
+    return connection_id

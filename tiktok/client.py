@@ -96,14 +96,15 @@ class TikTokShopClient:
                  shop_cipher: str | None = None, base_url: str = DEFAULT_API_BASE_URL,
                  auth_base_url: str = DEFAULT_AUTH_BASE_URL, refresh_token: str | None = None,
                  token_store: TokenStore | None = None, timeout: float = 30, retry: TikTokRetryPolicy | None = None,
-                 sleep=time.sleep, clock=time.time, on_secret: Callable[[str], None] | None = None):
+                 sleep=time.sleep, clock=time.time, on_secret: Callable[[str], None] | None = None,
+                 rate_limiter=None, limiter_timeout: float | None = None):
         if not app_key or not app_secret:
             raise TikTokAuthError("TikTok app key and secret are required (TIKTOK_APP_KEY, TIKTOK_APP_SECRET)")
         self.app_key = app_key
         self._app_secret = app_secret
         self.shop_cipher = shop_cipher
         self.transport = Transport(app_key, app_secret, base_url, auth_base_url, timeout,
-                                   retry or TikTokRetryPolicy(), sleep, clock)
+                                   retry or TikTokRetryPolicy(), sleep, clock, rate_limiter, limiter_timeout)
         self.base_url, self.auth_base_url = self.transport.base_url, self.transport.auth_base_url
         self.timeout, self.retry = timeout, self.transport.retry
         self._sleep = sleep

@@ -34,8 +34,13 @@ class Transport:
     """Requests for one app (key and secret) to one API host and one token host."""
 
     def __init__(self, app_key: str, app_secret: str, base_url: str, auth_base_url: str, timeout: float,
-                 retry: TikTokRetryPolicy, sleep=time.sleep, clock=time.time):
+                 retry: TikTokRetryPolicy, sleep=time.sleep, clock=time.time, rate_limiter=None,
+                 limiter_timeout: float | None = None):
         self.app_key = app_key
+        #: ``acquire(bucket, timeout)`` before every API call, the bucket being the path (TikTok limits
+        #: per API); None: no limiter, TikTok's 429s are the only brake.
+        self.rate_limiter = rate_limiter
+        self.limiter_timeout = limiter_timeout
         self._app_secret = app_secret
         self.base_url = base_url.rstrip("/")
         self.auth_base_url = auth_base_url.rstrip("/")
@@ -87,6 +92,8 @@ class Transport:
 
     def _send_once(self, method: str, path: str, query: dict, body: dict | None, access_token: str,
                    shop_cipher: str | None, shop_scoped: bool) -> dict:
+        if self.rate_limiter is not None:
+            self.rate_limiter.acquire(path, timeout=self.limiter_timeout)
         params = {k: v for k, v in query.items() if v is not None and v != ""}
         params["app_key"] = self.app_key
         params["timestamp"] = int(self._clock())

@@ -10,7 +10,7 @@ name: ``celery.send_task("ksync.sync_shop", kwargs={"days_back": 7})``.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from db import history
 from db.engine import session_scope
@@ -23,23 +23,45 @@ __all__ = ["enqueue_sync", "retry_failed", "WindowError"]
 
 def enqueue_sync(days_back: float | None = None, since: datetime | str | None = None,
                  until: datetime | str | None = None, dry_run: bool = False, shop: str | None = None,
-                 trigger: str = "api") -> str:
-    """Queue a sync of ``shop`` (default: the first configured) and return its run id.
+                 trigger: str = "api", connection: str | None = None) -> str:
+    """Queue a sync of a connection (``connection``, or the one of ``shop``, or the only one) and
+    return its run id.
 
     Raises ``WindowError`` (a ``ValueError`` naming the option) for a window that cannot be read:
     an unreadable time, ``days_back`` of zero or less, ``since`` not before ``until``, or an
-    ``until`` later than now minus the lag (KSYNC_LAG_SECONDS)."""
-    from .sync import default_shop
-    from .tasks import sync_shop
+    ``until`` later than now minus the lag (KSYNC_LAG_SECONDS); and ``LookupError`` when the
+    connection is unknown or not named among several."""
+    from .sync import resolve_connection
+    from .tasks import enqueue
 
     options = window_options(days_back, since, until, settings=get_settings())
-    shop = shop or default_shop()
-    with session_scope() as session:
-        run = history.create_run(session, shop=shop, sync_type="manual", trigger=trigger, dry_run=dry_run,
-                                 options=options)
-        run_id = run.id
-    sync_shop.apply_async(kwargs={"shop": shop, "trigger": trigger, "dry_run": dry_run, "run_id": run_id, **options})
-    return run_id
+    connection_id = resolve_connection(connection, shop)
+    return enqueue(connection_id, sync_type="manual", trigger=trigger, options=options, dry_run=dry_run)
+
+
+def lane_for(connection_id: str, sync_type: str, options: dict, settings) -> str:
+    """``backfill`` for a window longer than a day (a first sync, a reconciliation, a long manual
+    window), else ``sync``: see workers/tasks.py on fairness."""
+    from db.ledger import get_watermark
+    from db.models import utcnow
+
+    from .sync import parse_time
+    from .tasks import BACKFILL_AFTER_SECONDS
+
+    now = utcnow()
+    if sync_type == "reconcile":
+        return "backfill"
+    if options.get("days_back"):
+        start = now - timedelta(days=float(options["days_back"]))
+    elif options.get("since"):
+        start = parse_time(options["since"])
+    else:
+        with session_scope() as session:
+            watermark = get_watermark(session, connection_id)
+        start = (watermark - timedelta(seconds=settings.lookback_seconds)) if watermark else \
+            now - timedelta(days=settings.first_run_days)
+    end = parse_time(options.get("until")) or now
+    return "backfill" if (end - start).total_seconds() > BACKFILL_AFTER_SECONDS else "sync"
 
 
 def retry_failed(run_id: str, trigger: str = "cli") -> str:
@@ -52,6 +74,7 @@ def retry_failed(run_id: str, trigger: str = "cli") -> str:
             raise LookupError(f"no run {run_id}")
         run = history.create_run(session, shop=parent.shop, sync_type="retry", trigger=trigger,
                                  dry_run=False, parent_run_id=parent.id)
+        run.connection_id, run.account = parent.connection_id, parent.account
         new_id, parent_id = run.id, parent.id
     retry_task.apply_async((parent_id, new_id))
     return new_id

@@ -1,4 +1,6 @@
-"""The clients a worker process uses, made once per process (and again after a fork).
+"""Client policies for tasks, and the Redis client a worker process uses (made once per process,
+and again after a fork). Each connection's Klaviyo and TikTok clients are built from these in
+``workers/connections.py``.
 
 The Klaviyo client inside a task is tuned for a fleet: its rate limiter is the
 shared Redis one, it waits for a token at most ``KSYNC_LIMITER_MAX_BLOCK_SECONDS``,
@@ -12,9 +14,9 @@ from __future__ import annotations
 import redis
 
 import logs
-from klaviyo import KlaviyoClient, RetryPolicy
+from klaviyo import RetryPolicy
 from settings import Settings, get_settings
-from tiktok import RedisTokenStore, TikTokRetryPolicy, TikTokShopClient
+from tiktok import TikTokRetryPolicy, TikTokShopClient
 
 #: Inside tasks: no in-client retries at all; the task retries with a countdown (see above).
 TASK_RETRY_POLICY = RetryPolicy(max_429=0, max_5xx=0, max_network=0, backoff_base=0.5, backoff_max=5)
@@ -23,6 +25,9 @@ TASK_HTTP_TIMEOUT = 15
 #: The most Klaviyo requests one record's send makes: an upsert whose identifiers conflict (the
 #: upsert, again without the phone, a read of the other profile, the upsert onto it) and a list add.
 MAX_REQUESTS_PER_SEND = 5
+#: TikTok waits inside a task stay short (about 7 s at most); a longer throttle becomes a task retry.
+TASK_TIKTOK_RETRY = TikTokRetryPolicy(max_rate_limited=3, max_server=2, max_network=2, backoff_base=0.5,
+                                      backoff_max=4, jitter=0.3, max_wait=7)
 
 
 def send_budget_seconds(settings=None) -> float:
@@ -31,14 +36,15 @@ def send_budget_seconds(settings=None) -> float:
     anyway, the send is released and retried, never failed)."""
     settings = settings or get_settings()
     return MAX_REQUESTS_PER_SEND * (settings.limiter_max_block_seconds + TASK_HTTP_TIMEOUT)
-#: TikTok waits inside a task stay short (about 7 s at most); a longer throttle becomes a task retry.
-TASK_TIKTOK_RETRY = TikTokRetryPolicy(max_rate_limited=3, max_server=2, max_network=2, backoff_base=0.5,
-                                      backoff_max=4, jitter=0.3, max_wait=7)
+
 
 _cache: dict = {}
 
 
 def reset() -> None:
+    from . import connections
+
+    connections.forget()
     for client in _cache.values():
         close = getattr(client, "close", None)
         if close:
@@ -56,26 +62,6 @@ def redis_client() -> redis.Redis:
     return _cache["redis"]
 
 
-def rate_limiter():
-    from workers.ratelimit import RedisRateLimiter
-
-    if "limiter" not in _cache:
-        settings = get_settings()
-        settings.require("KLAVIYO_API_KEY")
-        _cache["limiter"] = RedisRateLimiter.for_klaviyo(redis_client(), settings.klaviyo_api_key,
-                                                         scale=settings.rate_limit_scale)
-    return _cache["limiter"]
-
-
-def klaviyo() -> KlaviyoClient:
-    if "klaviyo" not in _cache:
-        settings = get_settings()
-        _cache["klaviyo"] = KlaviyoClient.from_settings(
-            settings, rate_limiter=rate_limiter(), retry=TASK_RETRY_POLICY,
-            limiter_timeout=settings.limiter_max_block_seconds, timeout=TASK_HTTP_TIMEOUT)
-    return _cache["klaviyo"]
-
-
 def tiktok_from_settings(settings: Settings, shop_cipher: str | None = None, **kwargs) -> TikTokShopClient:
     """A TikTok client from ksync's settings; its secrets are registered for log redaction."""
     settings.require("TIKTOK_APP_KEY", "TIKTOK_APP_SECRET", "TIKTOK_ACCESS_TOKEN")
@@ -84,13 +70,3 @@ def tiktok_from_settings(settings: Settings, shop_cipher: str | None = None, **k
                             base_url=settings.tiktok_api_base_url, auth_base_url=settings.tiktok_auth_base_url,
                             refresh_token=settings.tiktok_refresh_token or None, on_secret=logs.register_secret,
                             **kwargs)
-
-
-def tiktok(shop: str) -> TikTokShopClient:
-    key = f"tiktok:{shop}"
-    if key not in _cache:
-        settings = get_settings()
-        store = RedisTokenStore(redis_client(), settings.tiktok_app_key or "unset")
-        _cache[key] = tiktok_from_settings(settings, shop, token_store=store, retry=TASK_TIKTOK_RETRY,
-                                           timeout=TASK_HTTP_TIMEOUT)
-    return _cache[key]

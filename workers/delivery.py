@@ -70,6 +70,8 @@ class Outcome:
     retry_in: float | None = None
     reason: str = ""
     resend_single: tuple[int, ...] = ()
+    #: What Klaviyo answered for a single profile upsert (the seed's service reports it).
+    result: object = None
 
 
 DONE = Outcome()
@@ -137,15 +139,18 @@ class Verdict:
     counts_as_attempt: bool = True
 
 
-def auth_reason(exc: KlaviyoAuthError) -> str:
-    """The one line a person needs when Klaviyo refuses the key."""
+def auth_reason(exc: KlaviyoAuthError, connection_id: str | None = None) -> str:
+    """The one line a person needs when Klaviyo refuses the key: the environment's connections name
+    KLAVIYO_API_KEY, the others the connection to fix."""
+    where = ("KLAVIYO_API_KEY" if not connection_id or connection_id.startswith("default")
+             else f"connection {connection_id}'s key (`ksync connections test {connection_id}`)")
     if exc.status == 403:
-        return (f"Klaviyo refused the private key a scope it needs (403: {exc.message}): give KLAVIYO_API_KEY the "
-                "profiles, events, lists, segments, subscriptions and data-privacy scopes")
-    return f"Klaviyo rejected the private key ({exc.status or 401}): check KLAVIYO_API_KEY"
+        return (f"Klaviyo refused the private key a scope it needs (403: {exc.message}): give {where} the "
+                "profiles, events, lists, segments, subscriptions, catalogs and data-privacy scopes")
+    return f"Klaviyo rejected the private key ({exc.status or 401}): check {where}"
 
 
-def judge(exc: BaseException, attempts: int, settings: Settings) -> Verdict:
+def judge(exc: BaseException, attempts: int, settings: Settings, connection_id: str | None = None) -> Verdict:
     """Retriable, fatal or skippable? (Singer's split: ``RetriableAPIError``, ``FatalAPIError``,
     skippable records.) Nothing transient is ever recorded as a record failure."""
     if isinstance(exc, RateLimitTimeout):
@@ -157,7 +162,7 @@ def judge(exc: BaseException, attempts: int, settings: Settings) -> Verdict:
     if isinstance(exc, SoftTimeLimitExceeded):  # slow, not wrong: the request may have gone out
         return Verdict(RETRY, error="the task ran out of time (soft time limit)", retry_in=_jitter(5))
     if isinstance(exc, KlaviyoAuthError):
-        return Verdict(STOP, error=auth_reason(exc))
+        return Verdict(STOP, error=auth_reason(exc, connection_id))
     if isinstance(exc, ConfigError):
         return Verdict(STOP, error=str(exc))
     if isinstance(exc, KlaviyoAPIError) and exc.retriable:
@@ -171,7 +176,7 @@ def judge(exc: BaseException, attempts: int, settings: Settings) -> Verdict:
 
 def _settle(run_id: str, items: Sequence[SyncItem], owner: str, exc: BaseException, settings: Settings) -> Outcome:
     ids = [i.id for i in items]
-    verdict = judge(exc, max(i.attempts for i in items), settings)
+    verdict = judge(exc, max(i.attempts for i in items), settings, _scope(run_id).connection_id)
     if verdict.action == STOP:
         log.error("run stopped: %s", verdict.error)
         stop(run_id, verdict.error)
@@ -193,21 +198,53 @@ def _settle(run_id: str, items: Sequence[SyncItem], owner: str, exc: BaseExcepti
     return DONE
 
 
-_shops: dict[str, str] = {}
+@dataclass(frozen=True)
+class RunScope:
+    """Who a run acts for: its connection, the Klaviyo account it writes to, its shop (cipher)."""
+
+    connection_id: str
+    account: str
+    shop: str
 
 
-def _shop_of(session, run_id: str) -> str:
-    """A run's shop never changes: look it up once per process."""
-    if run_id not in _shops:
-        _shops[run_id] = session.get(SyncRun, run_id).shop
-    return _shops[run_id]
+_scopes: dict[str, RunScope] = {}
+
+
+def _scope(run_id: str) -> RunScope:
+    """A run's scope never changes once it is sending: look it up once per process."""
+    if run_id not in _scopes:
+        with session_scope() as session:
+            run = session.get(SyncRun, run_id)
+            _scopes[run_id] = RunScope(run.connection_id or "", run.account or "", run.shop)
+    return _scopes[run_id]
+
+
+_bound: dict[str, object] = {}
+
+
+def bind(run_id: str, ctx) -> None:
+    """Send this run's items with ``ctx``'s clients (the seed's service drives the engine inline
+    with clients it was given) instead of its connection's."""
+    _bound[run_id] = ctx
+
+
+def unbind(run_id: str) -> None:
+    _bound.pop(run_id, None)
+
+
+def _context(run_id: str):
+    if run_id in _bound:
+        return _bound[run_id]
+    from .connections import context
+
+    return context(_scope(run_id).connection_id)
 
 
 def _claim(run_id: str, ids: Sequence[int], owner: str, settings: Settings) -> tuple[list[SyncItem], str, Outcome]:
     """Claim what is free; the Outcome says when to come back for items another task holds."""
     with session_scope() as session:
         claimed, lease_ends = history.claim_items(session, ids, owner, settings.item_lease_seconds)
-        shop = _shop_of(session, run_id) if claimed else ""
+    shop = _scope(run_id).shop if claimed else ""
     if lease_ends is None:
         return claimed, shop, DONE
     return claimed, shop, Outcome(retry_in=_jitter((lease_ends - utcnow()).total_seconds() + 1), reason="held")
@@ -224,13 +261,13 @@ def send_event(run_id: str, item_id: int, owner: str, settings: Settings) -> Out
     if not _already_sent(run_id, [item]):
         try:
             with leases.held(owner, [item.id], settings.item_lease_seconds):
-                clients.klaviyo().track_event(load_event(item.payload))
+                _context(run_id).klaviyo.track_event(load_event(item.payload))
         except Exception as exc:  # judged: retry later, stop the run, or fail the record
             return _settle(run_id, [item], owner, exc, settings)
         _set_markers(run_id, [item.id])
     with session_scope() as session:
         history.succeed_items(session, [item.id], owner)
-        ledger.mark_delivered(session, shop, run_id, [item.key])
+        ledger.mark_delivered(session, _scope(run_id).account, shop, run_id, [item.key])
     finish_if_done(run_id)
     return DONE
 
@@ -242,14 +279,15 @@ def send_profile(run_id: str, item_id: int, owner: str, settings: Settings) -> O
     if not claimed:
         return outcome
     item = claimed[0]
-    profile_id = None
+    profile_id = result = None
     if not _already_sent(run_id, [item]):
         try:
             with leases.held(owner, [item.id], settings.item_lease_seconds):
-                profile_id = _upsert_once(run_id, item)
-                list_id = customer_list_id(settings)
+                profile_id, result = _upsert_once(run_id, item)
+                ctx = _context(run_id)
+                list_id = customer_list_id(ctx)
                 if list_id:
-                    _add_to_list(list_id, profile_id, settings)
+                    _add_to_list(ctx, list_id, profile_id)
         except _ListGone:
             with session_scope() as session:  # counted as an attempt: the upsert did happen
                 history.release_items(session, [item.id], owner, sent=True)
@@ -259,53 +297,55 @@ def send_profile(run_id: str, item_id: int, owner: str, settings: Settings) -> O
         _set_markers(run_id, [item.id])
     with session_scope() as session:
         history.succeed_items(session, [item.id], owner)
-        ledger.record_profiles(session, shop, run_id, [(item.key, profile_id, payload_hash(item.payload))])
+        ledger.record_profiles(session, _scope(run_id).account, shop, run_id, [(item.key, profile_id, payload_hash(item.payload))])
     finish_if_done(run_id)
-    return DONE
+    return Outcome(result=result)
 
 
-def _upsert_once(run_id: str, item: SyncItem) -> str:
+def _upsert_once(run_id: str, item: SyncItem):
+    """(profile id, Klaviyo's answer or None when an earlier attempt already upserted it)."""
     marker = _marker(run_id, item.id, "upserted")
     cache = clients.redis_client()
     known = cache.get(marker) if item.attempts > 1 else None
     if known:
-        return known.decode()
-    profile_id = clients.klaviyo().create_or_update_profile(load_profile(item.payload)).profile_id
-    cache.set(marker, profile_id, ex=SENT_MARKER_TTL)
-    return profile_id
+        return known.decode(), None
+    result = _context(run_id).klaviyo.create_or_update_profile(load_profile(item.payload))
+    cache.set(marker, result.profile_id, ex=SENT_MARKER_TTL)
+    return result.profile_id, result
 
 
 class _ListGone(Exception):
     """The cached customer list no longer exists in Klaviyo (deleted): the cache is dropped."""
 
 
-def _list_cache_key(settings: Settings) -> str:
-    return f"ksync:klaviyo:list:{settings.customer_list_name}"
+def _list_cache_key(ctx) -> str:
+    return f"ksync:klaviyo:list:{ctx.account}:{ctx.options.customer_list}"
 
 
-def _add_to_list(list_id: str, profile_id: str, settings: Settings) -> None:
+def _add_to_list(ctx, list_id: str, profile_id: str) -> None:
     try:
-        clients.klaviyo().add_profiles_to_list(list_id, [profile_id])
+        ctx.klaviyo.add_profiles_to_list(list_id, [profile_id])
     except KlaviyoNotFoundError:
-        clients.redis_client().delete(_list_cache_key(settings))
+        clients.redis_client().delete(_list_cache_key(ctx))
         raise _ListGone() from None
 
 
-def customer_list_id(settings: Settings) -> str | None:
-    """The optional "TikTok Shop Customers" list (KSYNC_CUSTOMER_LIST), looked up once and cached in
-    Redis for a day; the cache is dropped when Klaviyo says the list no longer exists.
+def customer_list_id(ctx) -> str | None:
+    """The connection's optional customer list (KSYNC_CUSTOMER_LIST, or its own), looked up once and
+    cached in Redis for a day per Klaviyo account; the cache is dropped when Klaviyo says the
+    list no longer exists.
 
     Membership goes through add-to-list, which leaves consent alone: TikTok buyers are
     never subscribed to marketing.
     """
-    if not settings.customer_list_name:
+    if not ctx.options.customer_list:
         return None
     cache = clients.redis_client()
-    cached = cache.get(_list_cache_key(settings))
+    cached = cache.get(_list_cache_key(ctx))
     if cached:
         return cached.decode()
-    list_id = clients.klaviyo().get_or_create_list(settings.customer_list_name).list_id
-    cache.set(_list_cache_key(settings), list_id, ex=24 * 3600)
+    list_id = ctx.klaviyo.get_or_create_list(ctx.options.customer_list).list_id
+    cache.set(_list_cache_key(ctx), list_id, ex=24 * 3600)
     return list_id
 
 
@@ -323,7 +363,7 @@ def send_event_batch(run_id: str, item_ids: Sequence[int], owner: str, settings:
     with leases.held(owner, [i.id for i in claimed], settings.item_lease_seconds):
         while pending:
             try:
-                clients.klaviyo().bulk_create_events([load_event(i.payload) for i in pending])
+                _context(run_id).klaviyo.bulk_create_events([load_event(i.payload) for i in pending])
             except KlaviyoValidationError as exc:
                 index = exc.index  # the refused event's position in the request
                 if index is None:
@@ -340,7 +380,7 @@ def send_event_batch(run_id: str, item_ids: Sequence[int], owner: str, settings:
     sent = [i for i in claimed if i.id in done]
     with session_scope() as session:
         history.succeed_items(session, [i.id for i in sent], owner)
-        ledger.mark_delivered(session, shop, run_id, [i.key for i in sent])
+        ledger.mark_delivered(session, _scope(run_id).account, shop, run_id, [i.key for i in sent])
     finish_if_done(run_id)
     return outcome if outcome.retry_in else DONE
 
@@ -356,12 +396,13 @@ def send_profile_batch(run_id: str, item_ids: Sequence[int], owner: str, setting
         claimed.sort(key=lambda i: i.id)  # job rows in id order: import errors point at row indexes
         try:
             with leases.held(owner, [i.id for i in claimed], settings.item_lease_seconds):
-                list_id = customer_list_id(settings)
-                job = clients.klaviyo().bulk_import_profiles([load_profile(i.payload) for i in claimed],
+                ctx = _context(run_id)
+                list_id = customer_list_id(ctx)
+                job = ctx.klaviyo.bulk_import_profiles([load_profile(i.payload) for i in claimed],
                                                              list_ids=[list_id] if list_id else ())
         except KlaviyoValidationError as exc:
             if (exc.pointer or "").startswith("/data/relationships/lists"):  # the cached list was deleted
-                clients.redis_client().delete(_list_cache_key(settings))
+                clients.redis_client().delete(_list_cache_key(_context(run_id)))
                 with session_scope() as session:
                     history.release_items(session, [i.id for i in claimed], owner, sent=False)
                 return Outcome(retry_in=0.5, reason="customer list gone")
@@ -389,12 +430,12 @@ def _job_of(item_ids: Sequence[int]) -> str | None:
 
 def _finish_import_job(run_id: str, job_id: str, settings: Settings) -> Outcome:
     """Poll the job briefly; when it ends, account for every row (see ``account_for_rows``)."""
-    client = clients.klaviyo()
+    client = _context(run_id).klaviyo
     try:
         job = client.wait_for_bulk_import(job_id, timeout=BULK_POLL_SECONDS, poll=0.5)
         errors = list(client.get_bulk_import_errors(job_id)) if job.done and job.failed_count else []
     except Exception as exc:
-        verdict = judge(exc, 0, settings)
+        verdict = judge(exc, 0, settings, _scope(run_id).connection_id)
         if verdict.action == STOP:
             stop(run_id, verdict.error)
             return DONE
@@ -412,7 +453,7 @@ def _finish_import_job(run_id: str, job_id: str, settings: Settings) -> Outcome:
             session, job_id, rows.failed, [*rows.conflicts, *(i for i in rows.resend if i not in spent)], fingerprints,
             unsent=spent, unsent_error=f"still unaccounted for after {settings.max_attempts} import jobs: {rows.why}")
         rows = RowAccount(rows.failed, rows.conflicts, [i for i in rows.resend if i not in spent], rows.why)
-        ledger.record_profiles(session, _shop_of(session, run_id), run_id,
+        ledger.record_profiles(session, _scope(run_id).account, _scope(run_id).shop, run_id,
                                [(i.key, None, payload_hash(i.payload)) for i in succeeded])
     if rows.resend:
         log.warning("bulk import job %s: %s; %d row(s) sent again", job_id, rows.why, len(rows.resend))

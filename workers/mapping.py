@@ -66,6 +66,7 @@ class LedgerEntry:
     total_amount: Decimal
     currency: str
     placed_at: datetime | None = None
+    shop: str = ""
 
 
 def is_placed(order: Order) -> bool:
@@ -81,10 +82,18 @@ def event_key(event: KlaviyoEvent) -> str:
     return f"{event.metric_name}|{event.unique_id}"
 
 
-def ledger_entry(order: Order) -> LedgerEntry:
+def ledger_entry(order: Order, shop: str = "") -> LedgerEntry:
     return LedgerEntry(order_id=order.id, user_id=order.user_id, status=order.status.value, placed=is_placed(order),
                        total_amount=order.payment.total_amount, currency=order.payment.currency,
-                       placed_at=order.paid_time or order.create_time)
+                       placed_at=order.paid_time or order.create_time, shop=shop)
+
+
+def ledger_row(order: Order) -> dict:
+    """The order as the ledger stores it (``db.ledger.upsert_orders``)."""
+    return dict(order_id=order.id, user_id=order.user_id, status=order.status.value, placed=is_placed(order),
+                total_amount=order.payment.total_amount, currency=order.payment.currency,
+                create_time=order.create_time, update_time=order.update_time, paid_time=order.paid_time,
+                payload=order.raw or {"id": order.id})
 
 
 def buyer_stats(entries: Iterable[LedgerEntry]) -> BuyerStats:
@@ -137,8 +146,9 @@ def buyer_location(order: Order) -> ProfileLocation | None:
     return location if any(vars(location).values()) else None
 
 
-def buyer_profile(order: Order, stats: BuyerStats) -> KlaviyoProfile:
-    """The Klaviyo profile of the order's buyer, with totals from the ledger."""
+def buyer_profile(order: Order, stats: BuyerStats, shops: Iterable[str] = ()) -> KlaviyoProfile:
+    """The Klaviyo profile of the order's buyer, with totals from the ledger (over every shop that
+    feeds the same Klaviyo account) and ``tiktok_shops``, the names of those shops."""
     address = order.recipient_address
     first = _unmasked(address.first_name) if address else None
     last = _unmasked(address.last_name) if address else None
@@ -154,6 +164,9 @@ def buyer_profile(order: Order, stats: BuyerStats) -> KlaviyoProfile:
         properties["tiktok_currency"] = stats.currency
     if stats.last_order_at:
         properties["tiktok_last_order_at"] = stats.last_order_at.isoformat()
+    shops = sorted(set(shops))
+    if shops:
+        properties["tiktok_shops"] = shops
     return KlaviyoProfile(
         email=order.buyer_email or None,
         external_id=external_id(order.user_id),

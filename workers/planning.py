@@ -34,13 +34,16 @@ class PlannedItem:
 class KnownState:
     """What the database knows, for the buyers and events of one window."""
 
-    ledger: dict[str, list[LedgerEntry]] = field(default_factory=dict)  # user_id -> entries
+    ledger: dict[str, list[LedgerEntry]] = field(default_factory=dict)  # user_id -> entries, every shop of the account
     delivered: frozenset[str] = frozenset()                               # event keys Klaviyo confirmed
     in_flight: frozenset[tuple[str, str]] = frozenset()                   # (kind, key) open in other runs
     profile_hashes: dict[str, str] = field(default_factory=dict)          # external_id -> fingerprint
     #: (kind, key) -> fingerprints of record failures on file: the same record, unchanged, is not
     #: planned (and failed) again in every later run; it stays listed in the run that failed it.
     reported: dict[tuple[str, str], frozenset[str]] = field(default_factory=dict)
+
+    shop: str = ""                                                        # the window's shop (cipher)
+    shop_names: dict[str, str] = field(default_factory=dict)              # cipher -> name, for tiktok_shops
 
     def already_failing(self, kind: str, key: str, payload: dict) -> bool:
         fingerprints = self.reported.get((kind, key))
@@ -72,22 +75,26 @@ def latest_by_id(orders: Iterable[Order]) -> list[Order]:
     return sorted(latest.values(), key=lambda o: (o.update_time, o.id))
 
 
-def merged_entries(user_id: str, window: list[Order], known: list[LedgerEntry]) -> list[LedgerEntry]:
-    """The buyer's ledger with this window's orders replacing their older versions."""
+def merged_entries(user_id: str, window: list[Order], known: list[LedgerEntry], shop: str = "") -> list[LedgerEntry]:
+    """The buyer's ledger with this window's orders (of ``shop``) replacing their older versions."""
     by_id = {e.order_id: e for e in known}
     for order in window:
-        by_id[order.id] = ledger_entry(order)
+        by_id[order.id] = ledger_entry(order, shop)
     return [e for e in by_id.values() if e.user_id == user_id]
 
 
-def plan_window(orders: Iterable[Order], known: KnownState) -> Plan:
+def plan_window(orders: Iterable[Order], known: KnownState, with_events: bool = True,
+                with_profiles: bool = True) -> Plan:
+    """The events and profiles ``orders`` imply that Klaviyo does not have yet. A streaming run
+    plans events page by page (``with_profiles=False``), then each touched buyer's profile once,
+    from the ledger, when the read is done (``with_events=False``)."""
     window = latest_by_id(orders)
     by_buyer: dict[str, list[Order]] = {}
     for order in window:
         by_buyer.setdefault(order.user_id, []).append(order)
 
     events, delivered, elsewhere, failing = [], 0, 0, 0
-    for order in window:
+    for order in window if with_events else ():
         for event in order_events(order):
             key = event_key(event)
             if key in known.delivered:
@@ -102,13 +109,14 @@ def plan_window(orders: Iterable[Order], known: KnownState) -> Plan:
                     events.append(PlannedItem(EVENT, key, payload))
 
     profiles, unchanged = [], 0
-    for user_id, buyer_orders in by_buyer.items():
+    for user_id, buyer_orders in by_buyer.items() if with_profiles else ():
         placed = [o for o in buyer_orders if is_placed(o)]
         if not placed:
             continue
         newest = max(placed, key=lambda o: (o.create_time, o.id))
-        stats = buyer_stats(merged_entries(user_id, buyer_orders, known.ledger.get(user_id, [])))
-        payload = profile_payload(buyer_profile(newest, stats))
+        entries = merged_entries(user_id, buyer_orders, known.ledger.get(user_id, []), known.shop)
+        shops = {known.shop_names.get(e.shop, e.shop) for e in entries if e.placed and e.shop}
+        payload = profile_payload(buyer_profile(newest, buyer_stats(entries), shops))
         fingerprint = payload_hash(payload)
         key = external_id(user_id)
         if known.profile_hashes.get(key) == fingerprint:

@@ -289,3 +289,68 @@ class RedisRateLimiter:
         for count, window in pairs:
             args += [count, round((window + self.margin_seconds) * US_PER_SECOND)]
         return args
+
+
+class LayeredLimiter:
+    """A request needs a grant from every layer, innermost first: e.g. a connection's share of a
+    Klaviyo account, then the account itself (every key of an account counts against the same
+    limits, so the account's bucket is shared by every connection writing to it).
+
+    A grant the inner layer gave for a request the outer layer then refuses is spent, not
+    returned: the inner layer only ever caps, so this errs on the side of sending less. A 429
+    (``cool_down``) pauses every layer. ``stats`` and ``limits`` are the outermost layer's.
+    """
+
+    def __init__(self, *layers: RedisRateLimiter):
+        if not layers:
+            raise ValueError("at least one layer")
+        self.layers = layers
+        self.outer = layers[-1]
+        self.limits = self.outer.limits
+        self.account = self.outer.account
+
+    def __repr__(self) -> str:
+        return f"<LayeredLimiter {' -> '.join(layer.account for layer in self.layers)}>"
+
+    def acquire(self, bucket: str, timeout: float | None = None) -> float:
+        start = time.monotonic()
+        for layer in self.layers:
+            left = None if timeout is None else max(0.0, timeout - (time.monotonic() - start))
+            layer.acquire(bucket, timeout=left)
+        return time.monotonic() - start
+
+    def cool_down(self, bucket: str, seconds: float) -> None:
+        for layer in self.layers:
+            layer.cool_down(bucket, seconds)
+
+    def stats(self, **kwargs) -> dict[str, BucketStats]:
+        return self.outer.stats(**kwargs)
+
+
+#: TikTok's published default: 50 requests per second per app per API (``tiktok-shop-api.md`` §4.3;
+#: "dynamic by authorization scale", so a 429 still cools the bucket down). Per minute: 50 x 60.
+TIKTOK_DEFAULT_QPS = 50
+
+
+class TikTokLimiter:
+    """A bucket per TikTok API path for one (app, shop), shared by every worker: ``acquire(path)``
+    before each call. Ids in paths (``/product/202309/products/1729...``) share one bucket."""
+
+    def __init__(self, redis_client, app_key: str, shop: str, qps: int = TIKTOK_DEFAULT_QPS, **kwargs):
+        from tiktok import client as paths
+
+        names = [getattr(paths, n) for n in dir(paths) if n.endswith("_PATH") and not n.startswith("TOKEN")]
+        limits = {_tiktok_bucket(p): Limit(qps, qps * 60) for p in names}
+        account = "tiktok-" + hashlib.sha256(f"{app_key}:{shop}".encode()).hexdigest()[:12]
+        self.limiter = RedisRateLimiter(redis_client, limits, account=account, **kwargs)
+
+    def acquire(self, path: str, timeout: float | None = None) -> float:
+        return self.limiter.acquire(_tiktok_bucket(path), timeout=timeout)
+
+    def cool_down(self, path: str, seconds: float) -> None:
+        self.limiter.cool_down(_tiktok_bucket(path), seconds)
+
+
+def _tiktok_bucket(path: str) -> str:
+    return "/".join("id" if (part.isdigit() and len(part) > 8) or part.startswith("{") else part
+                    for part in path.split("/"))

@@ -35,26 +35,21 @@ class LimiterCollector:
     - ``ksync_ratelimit_up``: 0 when Redis could not be read.
     """
 
-    def __init__(self, limiter):
-        self.limiter = limiter
+    def __init__(self, limiters):
+        #: One limiter, a list of them, or a callable returning them at each scrape (every Klaviyo
+        #: account a connection writes to: connections added later appear without a restart).
+        self.limiters = limiters
 
     def describe(self):
         # Registration must not touch Redis.
         return []
 
-    def collect(self):
-        account = self.limiter.account
-        up = GaugeMetricFamily("ksync_ratelimit_up", "1 if the limiter's Redis state could be read", labels=["account"])
-        try:
-            stats = self.limiter.stats()
-        except Exception:  # a scrape must not raise; say so in a metric instead
-            log.warning("rate limiter stats unavailable", exc_info=True)
-            up.add_metric([account], 0)
-            yield up
-            return
-        up.add_metric([account], 1)
-        yield up
+    def _limiters(self) -> list:
+        found = self.limiters() if callable(self.limiters) else self.limiters
+        return list(found) if isinstance(found, (list, tuple)) else [found]
 
+    def collect(self):
+        up = GaugeMetricFamily("ksync_ratelimit_up", "1 if the limiter's Redis state could be read", labels=["account"])
         grants = CounterMetricFamily("ksync_ratelimit_grants", "Requests granted", labels=_LABELS)
         denials = CounterMetricFamily("ksync_ratelimit_denials", "Attempts denied (each retry counts)", labels=_LABELS)
         waited = CounterMetricFamily("ksync_ratelimit_wait_seconds", "Seconds callers slept waiting for a grant",
@@ -65,20 +60,28 @@ class LimiterCollector:
         in_window = GaugeMetricFamily("ksync_ratelimit_in_window", "Grants inside the enforced window",
                                       labels=_LABELS + ["window"])
         limit = GaugeMetricFamily("ksync_ratelimit_limit", "Grants allowed per window", labels=_LABELS + ["window"])
-
-        for bucket, s in sorted(stats.items()):
-            if not (s.grants or s.denials or s.cooldowns or s.in_last_minute or s.cooldown_remaining):
+        for limiter in self._limiters():
+            account = limiter.account
+            try:
+                stats = limiter.stats()
+            except Exception:  # a scrape must not raise; say so in a metric instead
+                log.warning("rate limiter stats unavailable", exc_info=True)
+                up.add_metric([account], 0)
                 continue
-            labels = [bucket, account]
-            grants.add_metric(labels, s.grants)
-            denials.add_metric(labels, s.denials)
-            waited.add_metric(labels, s.seconds_waited)
-            cooldowns.add_metric(labels, s.cooldowns)
-            remaining.add_metric(labels, s.cooldown_remaining)
-            windows = [("burst", s.in_last_second, s.burst), ("steady", s.in_last_minute, s.steady)]
-            if s.daily is not None:
-                windows.append(("daily", s.in_last_day, s.daily))
-            for window, count, allowed in windows:
-                in_window.add_metric(labels + [window], count)
-                limit.add_metric(labels + [window], allowed)
-        yield from (grants, denials, waited, cooldowns, remaining, in_window, limit)
+            up.add_metric([account], 1)
+            for bucket, s in sorted(stats.items()):
+                if not (s.grants or s.denials or s.cooldowns or s.in_last_minute or s.cooldown_remaining):
+                    continue
+                labels = [bucket, account]
+                grants.add_metric(labels, s.grants)
+                denials.add_metric(labels, s.denials)
+                waited.add_metric(labels, s.seconds_waited)
+                cooldowns.add_metric(labels, s.cooldowns)
+                remaining.add_metric(labels, s.cooldown_remaining)
+                windows = [("burst", s.in_last_second, s.burst), ("steady", s.in_last_minute, s.steady)]
+                if s.daily is not None:
+                    windows.append(("daily", s.in_last_day, s.daily))
+                for window, count, allowed in windows:
+                    in_window.add_metric(labels + [window], count)
+                    limit.add_metric(labels + [window], allowed)
+        yield from (up, grants, denials, waited, cooldowns, remaining, in_window, limit)

@@ -18,8 +18,14 @@ import logging
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
-from db import history, ledger
+import time
+from dataclasses import dataclass
+
+from sqlalchemy import update
+
+from db import history
 from db.engine import session_scope
+from db.models import SyncItem
 from klaviyo import (
     KlaviyoAPIError,
     KlaviyoClient,
@@ -28,15 +34,15 @@ from klaviyo import (
     KlaviyoSegment,
     LocalTokenBucket,
     ProfileLocation,
-    ProfileUpsertResult,
 )
 from settings import Settings, get_settings
-from tiktok import InvalidOrder, Order, TikTokShopClient
+from tiktok import InvalidOrder, TikTokShopClient
 
+from . import delivery
 from .mapping import PLACED_ORDER
-from .payloads import load_event, load_profile, payload_hash
-from .planning import ORDER, PROFILE, plan_window
-from .sync import finish_if_done, invalid_key, known_state
+from .payloads import load_event
+from .planning import EVENT, PROFILE
+from .sync import finish_if_done, record_plan
 
 log = logging.getLogger(__name__)
 
@@ -65,28 +71,32 @@ DEFAULT_SEGMENTS = {
 }
 
 
-def _default_limiter(settings: Settings):
-    """The fleet-wide limiter when Redis answers (so a script and the workers share one budget)."""
-    from sandbox.redis import redis_reachable
+def _shared_limiter(settings: Settings, account: str):
+    """The fleet-wide limiter of the Klaviyo account when Redis answers, so a script and the workers
+    share one budget; None otherwise (the client keeps its per-process bucket)."""
+    import redis
 
-    if redis_reachable(settings.redis_url):
-        import redis
+    from .ratelimit import RedisRateLimiter, klaviyo_limits
 
-        from .ratelimit import RedisRateLimiter
-
-        return RedisRateLimiter.for_klaviyo(redis.Redis.from_url(settings.redis_url), settings.klaviyo_api_key)
-    return LocalTokenBucket()
+    client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=1)
+    try:
+        client.ping()
+    except redis.RedisError:
+        return None
+    return RedisRateLimiter(client, klaviyo_limits(settings.rate_limit_scale), account=account)
 
 
 class KlaviyoSyncService:
     def __init__(self, api_key: str | None = None, klaviyo: KlaviyoClient | None = None,
                  tiktok: TikTokShopClient | None = None, settings: Settings | None = None, shop: str | None = None):
         self.settings = settings or get_settings()
+        self._own_klaviyo = klaviyo is None
         if klaviyo is None:
             key = api_key or self.settings.klaviyo_api_key
             klaviyo = KlaviyoClient(key, base_url=self.settings.klaviyo_api_base_url,
-                                    revision=self.settings.klaviyo_revision, rate_limiter=_default_limiter(self.settings))
+                                    revision=self.settings.klaviyo_revision, rate_limiter=LocalTokenBucket())
         self.klaviyo = klaviyo
+        self._ctx = None
         self._tiktok = tiktok
         self.shop = shop or (tiktok.shop_cipher if tiktok else None) or (self.settings.shop_ciphers or ("",))[0]
 
@@ -103,55 +113,41 @@ class KlaviyoSyncService:
     def sync_customers_from_tiktok(self, order_status: str | None = None,
                                    days_back: float = 30) -> tuple[list[KlaviyoProfile], dict]:
         """Upsert one profile per buyer of a placed order in the last ``days_back`` days."""
-        run_id, orders, invalid = self._read("profile_sync", order_status, days_back)
-        with session_scope() as session:
-            plan = plan_window(orders, known_state(session, self.shop, run_id, orders))
+        run_id, plan, invalid = self._plan("profile_sync", order_status, days_back, PROFILE)
         found = len(plan.profiles) + plan.unchanged_profiles + plan.in_flight_elsewhere
-        stats = {"orders_fetched": len(orders) + len(invalid), "customers_found": found,
+        stats = {"orders_fetched": len(plan.orders) + len(invalid), "customers_found": found,
                  "customers_synced": 0, "customers_created": 0, "customers_updated": 0, "errors": []}
-        profiles, outcomes = [], []
-        for item in plan.profiles:
-            try:
-                result: ProfileUpsertResult = self.klaviyo.create_or_update_profile(load_profile(item.payload))
-            except KlaviyoAPIError as exc:
-                stats["errors"].append(f"{item.key}: {exc.message}")
-                outcomes.append((item, exc.message))
+        profiles = []
+        for item, outcome, error in self._send(run_id, PROFILE):
+            if error:
+                stats["errors"].append(f"{item.key}: {error}")
                 continue
-            profiles.append(result.profile)
             stats["customers_synced"] += 1
-            stats["customers_created" if result.created else "customers_updated"] += 1
-            outcomes.append((item, None))
-            with session_scope() as session:
-                ledger.record_profiles(session, self.shop, run_id,
-                                       [(item.key, result.profile_id, payload_hash(item.payload))])
-        self._finish(run_id, outcomes, invalid, stats)
+            if outcome.result is not None:
+                profiles.append(outcome.result.profile)
+                stats["customers_created" if outcome.result.created else "customers_updated"] += 1
+        stats["errors"].extend(bad.error for bad in invalid)
+        self._close(run_id, [], stats)
         return profiles, stats
 
     def sync_order_events(self, order_status: str | None = None, days_back: float = 30) -> tuple[list[KlaviyoEvent], dict]:
         """Track the order events of the last ``days_back`` days that Klaviyo has not confirmed yet."""
-        run_id, orders, invalid = self._read("event_sync", order_status, days_back)
-        with session_scope() as session:
-            plan = plan_window(orders, known_state(session, self.shop, run_id, orders))
-        stats = {"orders_fetched": len(orders) + len(invalid), "events_tracked": 0, "total_value": Decimal("0"),
+        run_id, plan, invalid = self._plan("event_sync", order_status, days_back, EVENT)
+        stats = {"orders_fetched": len(plan.orders) + len(invalid), "events_tracked": 0, "total_value": Decimal("0"),
                  "events_failed": 0, "errors": []}
-        events, outcomes = [], []
-        for item in plan.events:
-            event = load_event(item.payload)
-            try:
-                self.klaviyo.track_event(event)
-            except KlaviyoAPIError as exc:
+        events = []
+        for item, outcome, error in self._send(run_id, EVENT):
+            if error:
                 stats["events_failed"] += 1
-                stats["errors"].append(f"{item.key}: {exc.message}")
-                outcomes.append((item, exc.message))
+                stats["errors"].append(f"{item.key}: {error}")
                 continue
+            event = load_event(item.payload)
             events.append(event)
             stats["events_tracked"] += 1
             if event.metric_name == PLACED_ORDER and event.value is not None:
                 stats["total_value"] += Decimal(str(event.value))
-            outcomes.append((item, None))
-            with session_scope() as session:
-                ledger.mark_delivered(session, self.shop, run_id, [item.key])
-        self._finish(run_id, outcomes, invalid, stats)
+        stats["errors"].extend(bad.error for bad in invalid)
+        self._close(run_id, [], stats)
         return events, stats
 
     def sync_profiles_bulk(self, profiles: list[KlaviyoProfile | dict], batch_size: int = 100) -> tuple[list, dict]:
@@ -192,42 +188,89 @@ class KlaviyoSyncService:
             segments[name.lower().replace(" ", "_")] = segment
         return segments
 
-    # Sync history --------------------------------------------------------------------------------
+    # The engine, driven inline ------------------------------------------------------------------
+
+    def _context(self):
+        """What the engine's delivery needs for this service's runs: its own clients."""
+        if self._ctx is None:
+            from .connections import Options
+
+            account = self.klaviyo.get_accounts()[0].account_id
+            shared = _shared_limiter(self.settings, account) if self._own_klaviyo else None
+            if shared is not None:
+                self.klaviyo.http.rate_limiter = shared
+            self._ctx = ServiceContext(id="", shop=self.shop, shop_name=self.shop, account=account,
+                                       options=Options.of({}, self.settings), klaviyo=self.klaviyo, tiktok=self.tiktok)
+        return self._ctx
 
     def _start(self, sync_type: str, since: datetime | None, until: datetime | None) -> str:
+        ctx = self._context()
         with session_scope() as session:
             run = history.create_run(session, shop=self.shop, sync_type=sync_type, trigger="service",
                                      window_start=since, window_end=until)
             history.start_run(session, run, None)
-            return run.id
+            run.account = ctx.account
+            run_id = run.id
+        delivery.bind(run_id, ctx)
+        return run_id
 
-    def _read(self, sync_type: str, order_status: str | None, days_back: float) -> tuple[str, list[Order], list]:
+    def _plan(self, sync_type: str, order_status: str | None, days_back: float, kind: str):
+        """Read the window (with the seed's status filter), then plan and record it with the engine;
+        only ``kind`` items are kept. Such a run never moves the scheduled sync's watermark."""
         until = datetime.now(timezone.utc)
         since = until - timedelta(days=days_back)
         run_id = self._start(sync_type, since, until)
         orders, invalid = [], []
         for order in self.tiktok.search_orders(since, until, order_status=order_status):
             (invalid if isinstance(order, InvalidOrder) else orders).append(order)
+        plan = record_plan(run_id, orders, invalid, shop_names={self.shop: self.shop})
         with session_scope() as session:
-            ledger.upsert_orders(session, self.shop, orders)
-        return run_id, orders, invalid
+            session.execute(update(SyncItem).where(SyncItem.run_id == run_id, SyncItem.kind.in_((PROFILE, EVENT)),
+                                                   SyncItem.kind != kind, SyncItem.status == "pending")
+                            .values(status="skipped").execution_options(synchronize_session=False))
+        return run_id, plan, invalid
 
-    def _finish(self, run_id: str, outcomes, invalid, stats: dict) -> None:
-        rows = [{"kind": item.kind, "key": item.key, "payload": item.payload,
-                 "status": "failed" if error else "succeeded", "error": error} for item, error in outcomes]
-        rows += [{"kind": ORDER, "key": invalid_key(bad), "status": "failed", "error": bad.error} for bad in invalid]
-        stats["errors"].extend(bad.error for bad in invalid)
-        self._close(run_id, rows, stats)
+    def _send(self, run_id: str, kind: str):
+        """Send the run's pending ``kind`` items one by one through the engine's delivery (claims,
+        the error split, the ledger), waiting out retries inline: this is a script, not a worker.
+        Yields (item, outcome, error or None) for each."""
+        send = delivery.send_profile if kind == PROFILE else delivery.send_event
+        with session_scope() as session:
+            ids = history.item_ids(session, run_id, kind)
+        for item_id in ids:
+            while True:
+                outcome = send(run_id, item_id, f"service:{run_id}:{item_id}:{time.monotonic_ns()}", self.settings)
+                if outcome.retry_in is None:
+                    break
+                time.sleep(min(outcome.retry_in, 60))
+            with session_scope() as session:
+                item = session.get(SyncItem, item_id)
+            yield item, outcome, (item.error if item.status in ("failed", "unsent") else None)
 
     def _close(self, run_id: str, rows: list[dict], stats: dict) -> None:
         with session_scope() as session:
             history.insert_items(session, run_id, rows)
             run = history.get_run(session, run_id)
             run.phase = "dispatched"
-            run.items_total = len(rows)
-            run.options = {"stats": {k: (str(v) if isinstance(v, Decimal) else v) for k, v in stats.items()
-                                     if k != "errors"}}
+            run.items_total = sum(history.item_counts(session, run_id).values())
+            run.options = (run.options or {}) | {"stats": {k: (str(v) if isinstance(v, Decimal) else v)
+                                                           for k, v in stats.items() if k != "errors"}}
         finish_if_done(run_id)
+        delivery.unbind(run_id)
+
+
+@dataclass
+class ServiceContext:
+    """The service's stand-in for a connection's context: its own clients, no connection row."""
+
+    id: str
+    shop: str
+    shop_name: str
+    account: str
+    options: object
+    klaviyo: KlaviyoClient
+    tiktok: TikTokShopClient
+    status: str = "active"
 
 
 def _profile_from_dict(data: dict) -> KlaviyoProfile:

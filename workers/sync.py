@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from db import history, ledger
 from db.engine import session_scope
 from db.models import SyncRun, utcnow
-from settings import ConfigError, Settings
+from settings import Settings
 from tiktok.models import InvalidOrder, Order
 
 from .planning import EVENT, ORDER, PROFILE, KnownState, Plan, plan_window
@@ -109,50 +109,66 @@ def compute_window(run: SyncRun, watermark: datetime | None, settings: Settings,
     return Window(start=min(start, end), end=end)
 
 
-def default_shop() -> str:
-    """The first shop of TIKTOK_SHOP_CIPHER."""
-    from settings import get_settings
+def resolve_connection(connection: str | None = None, shop: str | None = None) -> str:
+    """The id of the connection a sync acts on: the one named, the one of ``shop`` (cipher or shop
+    id), or the only one there is. The environment's implicit connections are brought in step first."""
+    from db import connections as store
 
-    shops = get_settings().shop_ciphers
-    if not shops:
-        raise ConfigError("TIKTOK_SHOP_CIPHER is not set; it names the shop(s) to sync")
-    return shops[0]
+    from .connections import ensure_env_connections
+
+    ensure_env_connections()
+    with session_scope() as session:
+        if connection or not shop:
+            return store.resolve(session, connection).id
+        found = store.by_shop(session, shop)
+        if len(found) != 1:
+            raise store.ConnectionError_(f"{len(found) or 'no'} connection(s) for shop {shop!r}: say which with "
+                                         "--connection ID")
+        return found[0].id
 
 
-def create_or_get_run(*, shop: str | None, sync_type: str, trigger: str, dry_run: bool, options: dict,
-                      run_id: str | None, settings: Settings) -> SyncRun | None:
-    """The run row for this task (a new one for ``shop``, default the first configured). Beat runs
-    are deduplicated per period: a second beat's firing in the same period finds the unique
-    (shop, type, period) taken and returns None."""
+def create_or_get_run(*, connection_id: str | None, sync_type: str, trigger: str, dry_run: bool, options: dict,
+                      run_id: str | None, settings: Settings, shop: str | None = None) -> SyncRun | None:
+    """The run row for this task (a new one for the connection). Beat runs are deduplicated per
+    period: a second firing in the same period finds the unique (connection, type, period) taken
+    and returns None."""
+    from db import connections as store
+
     with session_scope() as session:
         if run_id:
             run = session.get(SyncRun, run_id)
             if run is not None:
                 return run
-        shop = shop or default_shop()
-        period = None
-        if trigger == "beat":
-            seconds = settings.sync_interval_seconds if sync_type == "incremental" else 86400
-            period = period_key(seconds)
+    connection_id = resolve_connection(connection_id, shop)
+    with session_scope() as session:
+        connection = store.get(session, connection_id)
+        cipher, interval = connection.shop_cipher, (connection.options or {}).get("sync_interval_seconds")
+    period = None
+    if trigger == "beat":
+        period = period_key(int(interval or settings.sync_interval_seconds) if sync_type == "incremental" else 86400)
     try:
         with session_scope() as session:
-            return history.create_run(session, shop=shop, sync_type=sync_type, trigger=trigger, dry_run=dry_run,
-                                      options=options, period_key=period, run_id=run_id)
+            run = history.create_run(session, shop=cipher, sync_type=sync_type, trigger=trigger, dry_run=dry_run,
+                                     options=options, period_key=period, run_id=run_id)
+            run.connection_id = connection_id
+            return run
     except IntegrityError:
-        log.info("sync of %s for period %s already exists; skipping duplicate beat", shop, period)
+        log.info("sync of %s for period %s already exists; skipping duplicate beat", connection_id, period)
         return None
 
 
-def begin(run_id: str, task_id: str | None, settings: Settings) -> Window | None:
-    """Mark the run started and fix its window. None if there is nothing to read: the run
-    finished, or a redelivered task finds it already planned."""
+def begin(run_id: str, task_id: str | None, settings: Settings, account: str) -> Window | None:
+    """Mark the run started (writing to Klaviyo ``account``) and fix its window. None if there is
+    nothing to read: the run finished, or a redelivered task finds it already planned."""
     with session_scope() as session:
         run = session.get(SyncRun, run_id)
         if run is None or history.is_final(run) or run.phase in ("planned", "dispatched"):
             return None
         history.start_run(session, run, task_id)
+        run.account = account
         if run.window_start is None or run.window_end is None:
-            window = compute_window(run, ledger.get_watermark(session, run.shop), settings, utcnow())
+            watermark = ledger.get_watermark(session, run.connection_id or run.shop)
+            window = compute_window(run, watermark, settings, utcnow())
             run.window_start, run.window_end = window.start, window.end
         return Window(run.window_start, run.window_end)
 
@@ -181,27 +197,31 @@ def _progress(run_id: str, read: int, invalid: int) -> None:
         run.updated_at = utcnow()
 
 
-def known_state(session, shop: str, run_id: str, orders: list[Order], replay: bool = False) -> KnownState:
-    """Snapshot of our own state for the buyers and events this window touches. A ``replay`` (of
-    a run's failures) ignores the failures on file: sending those again is its point."""
+def known_state(session, run: SyncRun, orders: list[Order], replay: bool = False, shop_names: dict | None = None,
+                events: bool = True) -> KnownState:
+    """Snapshot of our own state for the buyers and events these orders touch, in the run's
+    Klaviyo account. A ``replay`` (of a run's failures) ignores the failures on file: sending those
+    again is its point."""
     from .mapping import event_key, external_id, order_events
 
+    account = run.account or ""
     user_ids = {o.user_id for o in orders}
-    event_keys = {event_key(e) for o in orders for e in order_events(o)}
+    event_keys = {event_key(e) for o in orders for e in order_events(o)} if events else set()
     profile_keys = {external_id(u) for u in user_ids}
-    delivered = frozenset(ledger.delivered_keys(session, event_keys))
+    delivered = frozenset(ledger.delivered_keys(session, account, event_keys))
     candidates = {(EVENT, k) for k in event_keys - delivered} | {(PROFILE, k) for k in profile_keys}
     return KnownState(
-        ledger=ledger.ledger_entries(session, shop, user_ids),
+        ledger=ledger.ledger_entries(session, account, user_ids),
         delivered=delivered,
-        in_flight=frozenset(ledger.in_flight(session, candidates, exclude_run=run_id)),
-        profile_hashes=ledger.profile_hashes(session, profile_keys),
+        in_flight=frozenset(ledger.in_flight(session, account, candidates, exclude_run=run.id)),
+        profile_hashes=ledger.profile_hashes(session, account, profile_keys),
         reported={} if replay else history.reported_failures(session, candidates),
+        shop=run.shop, shop_names=shop_names or {},
     )
 
 
 def record_plan(run_id: str, orders: list[Order], invalid: list[InvalidOrder], only: set[tuple[str, str]] | None = None,
-                replay: bool = False) -> Plan:
+                replay: bool = False, shop_names: dict | None = None) -> Plan:
     """Plan the window against our state and record it: ledger, failed orders, items to send.
 
     In a dry run the ledger is left alone and the items are recorded as ``skipped``:
@@ -210,34 +230,44 @@ def record_plan(run_id: str, orders: list[Order], invalid: list[InvalidOrder], o
 
     An order that fails validation exactly as it did in an earlier run (same fingerprint) is not
     recorded again: it stays listed, once, in the run that first met it (``ksync failures``)."""
+    from .mapping import ledger_row
+
     with session_scope() as session:
         run = session.get(SyncRun, run_id)
-        plan = plan_window(orders, known_state(session, run.shop, run_id, orders, replay=replay))
+        plan = plan_window(orders, known_state(session, run, orders, replay=replay, shop_names=shop_names))
         items = [i for i in plan.items if only is None or (i.kind, i.key) in only]
         if not run.dry_run:
-            ledger.upsert_orders(session, run.shop, plan.orders)
-        bad_rows = [{"kind": ORDER, "key": invalid_key(bad), "status": "failed", "error": bad.error,
-                     "payload": {"field": bad.field}, "fingerprint": invalid_fingerprint(bad)} for bad in invalid]
-        known = {} if replay else history.reported_failures(session, [(ORDER, row["key"]) for row in bad_rows])
-        fresh = [row for row in bad_rows if row["fingerprint"] not in known.get((ORDER, row["key"]), ())]
-        history.insert_items(session, run_id, fresh)
+            ledger.upsert_orders(session, run.account or "", run.connection_id, run.shop,
+                                 [ledger_row(o) for o in plan.orders])
+        fresh = record_invalid(session, run_id, invalid, replay)
         status = "skipped" if run.dry_run else "pending"
         history.insert_items(session, run_id, [
             {"kind": item.kind, "key": item.key, "status": status, "payload": item.payload} for item in items])
         run.phase = "planned"
         run.updated_at = utcnow()
-        run.items_total = len(items) + len(fresh)
+        run.items_total = len(items) + fresh
         run.options = (run.options or {}) | {
             "already_delivered": plan.already_delivered, "unchanged_profiles": plan.unchanged_profiles,
             "in_flight_elsewhere": plan.in_flight_elsewhere,
-            "already_failing": plan.already_failing + len(bad_rows) - len(fresh)}
+            "already_failing": plan.already_failing + len(invalid) - fresh}
     log.info("planned %d profiles and %d events (%d invalid orders, %d events already delivered)",
              sum(1 for i in items if i.kind == PROFILE), sum(1 for i in items if i.kind == EVENT), len(invalid),
              plan.already_delivered)
     return plan
 
 
-def replan_failures(run_id: str, shop: str, failed: list[tuple[str, str]], client) -> Plan:
+def record_invalid(session, run_id: str, invalid: list[InvalidOrder], replay: bool = False) -> int:
+    """Failed items for orders we could not read, except those already on file unchanged (unless
+    replaying). Returns how many were recorded."""
+    rows = [{"kind": ORDER, "key": invalid_key(bad), "status": "failed", "error": bad.error,
+             "payload": {"field": bad.field}, "fingerprint": invalid_fingerprint(bad)} for bad in invalid]
+    known = {} if replay else history.reported_failures(session, [(ORDER, row["key"]) for row in rows])
+    fresh = [row for row in rows if row["fingerprint"] not in known.get((ORDER, row["key"]), ())]
+    history.insert_items(session, run_id, fresh)
+    return len(fresh)
+
+
+def replan_failures(run_id: str, failed: list[tuple[str, str]], client, shop_names: dict | None = None) -> Plan:
     """Plan a retry of ``failed`` (kind, key) records from what we know now: profiles and events
     from the ledger's latest orders (so a replay never sends an older payload over newer data, and
     skips what a later run delivered), orders we could not read fetched from TikTok again."""
@@ -253,11 +283,13 @@ def replan_failures(run_id: str, shop: str, failed: list[tuple[str, str]], clien
     event_orders = {key.split("|", 1)[1].split(":", 1)[0] for kind, key in wanted if kind == EVENT and "|" in key}
     buyers = {key.removeprefix("tiktok:") for kind, key in wanted if kind == PROFILE and key.startswith("tiktok:")}
     with session_scope() as session:
-        stored = [parse_order(raw) for raw in ledger.stored_orders(session, shop, event_orders, buyers)]
+        run = session.get(SyncRun, run_id)
+        raw_orders = ledger.stored_orders(session, run.account or "", event_orders, buyers, shop=run.shop)
+    stored = [parse_order(raw) for raw in raw_orders]
     orders = [o for o in stored if not isinstance(o, InvalidOrder)] + fetched
     only = (wanted | {(EVENT, event_key(e)) for o in fetched for e in order_events(o)}
             | {(PROFILE, external_id(o.user_id)) for o in fetched if is_placed(o)})
-    return record_plan(run_id, orders, invalid, only=only, replay=True)
+    return record_plan(run_id, orders, invalid, only=only, replay=True, shop_names=shop_names)
 
 
 def mark_dispatched(run_id: str) -> None:
@@ -303,6 +335,16 @@ def report(run: SyncRun) -> None:
         log.warning("%s (see `ksync show %s`)", summary, run.id[:8])
     else:
         log.info(summary)
+
+
+def skip(run_id: str, reason: str) -> None:
+    """A run with nothing it may do (its connection is paused or needs re-authorization): ``skipped``
+    with the reason; nothing read, nothing sent, the watermark where it was."""
+    with session_scope() as session:
+        run = session.get(SyncRun, run_id)
+        if run is not None and not history.is_final(run):
+            run.status, run.phase, run.error, run.finished_at = "skipped", "finished", reason, utcnow()
+    log.warning("run %s skipped: %s", run_id, reason)
 
 
 def stop(run_id: str, error: str) -> None:

@@ -1,19 +1,26 @@
 """The sync as Celery tasks. Names are stable: other apps call them with ``send_task``.
 
-    ksync.sync_shop            read the window, plan, record (single-flight per shop), dispatch
+    ksync.dispatch_due         beat, every KSYNC_SWEEP_SECONDS: enqueue the connections that are due
+    ksync.sync_shop            read a connection's window, plan and record as it streams, dispatch
       ksync.upsert_profile       one profile      (queue ``profiles``)
       ksync.track_event          one event        (queue ``events``)
       ksync.bulk_import_profiles up to 2,500 profiles as a Klaviyo import job   (queue ``bulk``)
       ksync.bulk_create_events   up to 1,000 events in one bulk request          (queue ``bulk``)
     ksync.finish_run           roll the items up into the run, advance the watermark
-    ksync.sweep                every minute: finish runs, re-send lost tasks, restart stuck runs
+    ksync.sweep                finish runs, re-send lost tasks, restart stuck runs
     ksync.retry_failed         replay a run's failed items as a new run
 
-Arguments are ids and bounds, never credentials or objects. Every task is safe
-to run twice: items are claimed before sending, and events carry a stable
-``unique_id``. Waiting (for a rate-limit token, a held claim, a running bulk job)
-is a ``retry`` with a countdown of at most a minute, far below the visibility
-timeout, never a sleep in a worker slot.
+Arguments are ids and bounds (a connection id, a run id), never credentials or objects. Every
+task is safe to run twice: items are claimed before sending, and events carry a stable
+``unique_id``. Waiting (for a rate-limit token, a held claim, a running bulk job) is a ``retry``
+with a countdown of at most a minute, far below the visibility timeout, never a sleep in a
+worker slot.
+
+Fairness: a backfill (a window longer than ``BACKFILL_AFTER_SECONDS``: a connection's first sync,
+a reconciliation, a long manual window) runs in the ``backfill`` lane: its sync task and every
+send task it dispatches go to the ``backfill`` queue. Workers listen to every queue, and kombu
+serves a worker's queues round-robin, so one connection's 100,000-order backfill takes its turn
+beside the other connections' incremental syncs instead of ahead of them.
 """
 
 from __future__ import annotations
@@ -27,13 +34,15 @@ import redis
 from billiard.exceptions import SoftTimeLimitExceeded
 from sqlalchemy.exc import InterfaceError, OperationalError
 
+from db import connections as store
 from db import history
 from db.engine import session_scope
 from db.models import SyncRun, utcnow
+from klaviyo import KlaviyoAPIError, RateLimitTimeout
 from settings import ConfigError, get_settings
-from tiktok import TikTokAPIError, TikTokAuthError, TikTokSignatureError
+from tiktok import TikTokAPIError, TikTokAuthError, TikTokReauthorizationRequired, TikTokSignatureError
 
-from . import clients, delivery, locks, sync
+from . import clients, connections, delivery, locks, reading, sync
 from .app import app
 from .planning import EVENT, PROFILE
 
@@ -45,48 +54,84 @@ BULK_PROFILE_CHUNK = 2500
 BULK_EVENT_CHUNK = 1000
 #: How often a sync that cannot read TikTok (after the client's own retries) tries again.
 SYNC_READ_RETRIES = 5
+#: A window longer than this is a backfill and runs in the ``backfill`` lane (see above): a day is
+#: far more than an incremental window (interval + lookback) and far less than a first sync (30 days).
+BACKFILL_AFTER_SECONDS = 86400
+BACKFILL_QUEUE = "backfill"
 
 
 def _countdown(seconds: float) -> float:
     return min(delivery.max_countdown(), seconds * random.uniform(1.0, 1.3))
 
 
-@app.task(name="ksync.sync_shop", bind=True, max_retries=None)
-def sync_shop(self, shop: str | None = None, trigger: str = "api", sync_type: str = "manual",
-              days_back: float | None = None, since: str | None = None, until: str | None = None,
-              dry_run: bool = False, run_id: str | None = None) -> str | None:
-    """Sync one shop's window to Klaviyo. Returns the run id (None for a duplicate beat).
+def lane_of(options: dict | None) -> str:
+    return (options or {}).get("lane") or "sync"
 
-    Resumable: a redelivered copy (or one the sweeper sends for a stuck run) picks the run up
-    at the phase it finds: reads again, dispatches what was planned, or only checks the finish."""
+
+def _queue(lane: str, default: str | None = None) -> dict:
+    """apply_async options sending a task to its lane (the default routes, outside a backfill)."""
+    return {"queue": BACKFILL_QUEUE} if lane == "backfill" else ({"queue": default} if default else {})
+
+
+@app.task(name="ksync.sync_shop", bind=True, max_retries=None)
+def sync_shop(self, connection: str | None = None, trigger: str = "api", sync_type: str = "manual",
+              days_back: float | None = None, since: str | None = None, until: str | None = None,
+              dry_run: bool = False, run_id: str | None = None, shop: str | None = None) -> str | None:
+    """Sync one connection's window to Klaviyo. Returns the run id (None for a duplicate beat).
+
+    ``connection`` names it (``shop``, a cipher or shop id, is still accepted; with neither, the
+    only connection). Resumable: a redelivered copy (or one the sweeper sends for a stuck run)
+    picks the run up at the phase it finds: reads again, dispatches what was planned, or only
+    checks the finish."""
     settings = get_settings()
     options = {k: v for k, v in (("days_back", days_back), ("since", since), ("until", until)) if v}
     run = None
     try:
-        run = sync.create_or_get_run(shop=shop, sync_type=sync_type,
-                                     trigger=trigger, dry_run=dry_run, options=options, run_id=run_id, settings=settings)
+        run = sync.create_or_get_run(connection_id=connection, shop=shop, sync_type=sync_type, trigger=trigger,
+                                     dry_run=dry_run, options=options, run_id=run_id, settings=settings)
         if run is None:
             return None
         if run.sync_type == "retry":  # a retry run sent here by mistake: it has its own task
             retry_failed.apply_async((run.parent_run_id, run.id))
             return run.id
-        window = sync.begin(run.id, self.request.id, settings)
+        ctx = connections.context(run.connection_id, fresh=run.phase == "queued")
+        if ctx.status != "active":
+            sync.skip(run.id, f"connection {ctx.id} is {ctx.status}" + (f": {ctx.status_reason}"
+                                                                         if ctx.status_reason else ""))
+            return run.id
+        window = sync.begin(run.id, self.request.id, settings, ctx.account)
         if window is not None:
-            with locks.single_flight(clients.redis_client(), run.shop, ttl=settings.item_lease_seconds) as heartbeat:
-                orders, invalid = sync.read_window(clients.tiktok(run.shop), run.id, window, heartbeat)
-                heartbeat()
-                sync.record_plan(run.id, orders, invalid)
+            connections.ensure_shop_info(ctx)
+            dispatcher = Dispatcher(run.id, lane_of(run.options), settings.bulk_threshold)
+            with locks.single_flight(clients.redis_client(), f"connection:{ctx.id}",
+                                     ttl=settings.item_lease_seconds) as heartbeat:
+                dispatcher.resume()
+                reading.stream_window(ctx, run.id, window, heartbeat, dispatcher.add)
+                dispatcher.close()
+            sync.mark_dispatched(run.id)
     except locks.Busy:
         raise self.retry(countdown=_countdown(10))
-    except TRANSIENT as exc:
+    except (*TRANSIENT, RateLimitTimeout) as exc:
         raise self.retry(countdown=_countdown(5), exc=exc)
+    except TikTokReauthorizationRequired as exc:
+        reason = reauth_reason(run, exc)
+        connections.needs_reauth(run.connection_id, reason)
+        sync.stop(run.id, reason)
+        return run.id
     except TikTokAPIError as exc:
         if exc.retriable and self.request.retries < SYNC_READ_RETRIES:
             wait = getattr(exc, "retry_after", None) or 30
             raise self.retry(countdown=_countdown(wait), exc=exc)
         sync.stop(run.id, tiktok_reason(exc))
         return run.id
-    except (ConfigError, sync.WindowError) as exc:
+    except KlaviyoAPIError as exc:  # asking Klaviyo which account the key belongs to
+        verdict = delivery.judge(exc, 1, settings)
+        if verdict.action == delivery.RETRY and self.request.retries < SYNC_READ_RETRIES:
+            raise self.retry(countdown=_countdown(verdict.retry_in or 5), exc=exc)
+        sync.stop(run.id, delivery.auth_reason(exc, run.connection_id) if verdict.action == delivery.STOP
+                  else f"Klaviyo could not be asked for the key's account: {exc.message}")
+        return run.id
+    except (ConfigError, sync.WindowError, store.ConnectionError_) as exc:
         if run is None:
             raise
         sync.stop(run.id, str(exc))
@@ -98,12 +143,12 @@ def sync_shop(self, shop: str | None = None, trigger: str = "api", sync_type: st
                           f"({self.soft_time_limit or app.conf.task_soft_time_limit}s), {SYNC_READ_RETRIES + 1} times")
         return run.id
     except Exception as exc:  # a bug or data we cannot store: stop the run visibly, never leave it stuck
-        log.exception("sync of %s failed", shop)
+        log.exception("sync of %s failed", connection or shop)
         if run is not None:
             sync.stop(run.id, f"{type(exc).__name__}: {exc}")
             return run.id
         raise
-    dispatch(run.id)
+    dispatch(run.id)  # a run an earlier attempt left planned: send what is pending
     sync.finish_if_done(run.id)
     return run.id
 
@@ -120,32 +165,75 @@ def tiktok_reason(exc: TikTokAPIError) -> str:
     return exc.message
 
 
+def reauth_reason(run, exc: TikTokAPIError) -> str:
+    connection = run.connection_id if run is not None else "?"
+    return (f"TikTok refused the seller's refresh token ({exc.message}): the seller must authorize the app "
+            f"again (`ksync connections authorize {connection}`, or new TIKTOK_* tokens for the environment's)")
+
+
+class Dispatcher:
+    """Sends the tasks for a run's items as they are recorded: one task per record for a small
+    window, full bulk chunks (1,000 events, 2,500 profiles) once the run has more records than
+    KSYNC_BULK_THRESHOLD, so Klaviyo's bulk requests leave full. Holds ids only."""
+
+    def __init__(self, run_id: str, lane: str, threshold: int):
+        self.run_id, self.lane, self.threshold = run_id, lane, threshold
+        self.pending: dict[str, list[int]] = {PROFILE: [], EVENT: []}
+        self.bulk = False
+        self.sent = 0
+
+    def resume(self) -> None:
+        """A redelivered read: the items an earlier attempt recorded may never have been sent."""
+        with session_scope() as session:
+            for kind in (PROFILE, EVENT):
+                self.pending[kind] += history.item_ids(session, self.run_id, kind)
+
+    def add(self, kind: str, ids: list[int]) -> None:
+        self.pending[kind] += ids
+        if not self.bulk and sum(map(len, self.pending.values())) > self.threshold:
+            self.bulk = True
+        if self.bulk:
+            self._flush(full_only=True)
+
+    def close(self) -> None:
+        self._flush(full_only=False)
+
+    def _flush(self, full_only: bool) -> None:
+        with app.producer_or_acquire() as producer:
+            if self.bulk:
+                for kind, task, size in ((PROFILE, bulk_import_profiles, BULK_PROFILE_CHUNK),
+                                         (EVENT, bulk_create_events, BULK_EVENT_CHUNK)):
+                    ids = self.pending[kind]
+                    while len(ids) >= size or (ids and not full_only):
+                        chunk, ids = ids[:size], ids[size:]
+                        task.apply_async((self.run_id, chunk), producer=producer, **_queue(self.lane))
+                        self.sent += len(chunk)
+                    self.pending[kind] = ids
+            elif not full_only:
+                for kind, task in ((PROFILE, upsert_profile), (EVENT, track_event)):
+                    for item_id in self.pending[kind]:
+                        task.apply_async((self.run_id, item_id), producer=producer, **_queue(self.lane))
+                    self.sent += len(self.pending[kind])
+                    self.pending[kind] = []
+
+
 def dispatch(run_id: str) -> int:
-    """Send a task for every pending item of a planned run: one per record, or bulk chunks for a
-    large window; then mark it dispatched. A run already dispatched (a redelivered sync task)
-    is left alone: its items' tasks are out, and the sweeper looks after lost ones."""
+    """Send the tasks of every pending item of a planned run (planned in one go, as a retry is, or
+    left planned by an attempt that died before sending), then mark it dispatched. A run already
+    dispatched is left alone: its items' tasks are out, and the sweeper looks after lost ones."""
     settings = get_settings()
     with session_scope() as session:
         run = session.get(SyncRun, run_id)
         if run is None or run.phase != "planned":
             return 0
-        profiles = history.item_ids(session, run_id, PROFILE)
-        events = history.item_ids(session, run_id, EVENT)
-    bulk = len(profiles) + len(events) > settings.bulk_threshold
-    with app.producer_or_acquire() as producer:
-        if bulk:
-            for start in range(0, len(profiles), BULK_PROFILE_CHUNK):
-                bulk_import_profiles.apply_async((run_id, profiles[start:start + BULK_PROFILE_CHUNK]), producer=producer)
-            for start in range(0, len(events), BULK_EVENT_CHUNK):
-                bulk_create_events.apply_async((run_id, events[start:start + BULK_EVENT_CHUNK]), producer=producer)
-        else:
-            for item_id in profiles:
-                upsert_profile.apply_async((run_id, item_id), producer=producer)
-            for item_id in events:
-                track_event.apply_async((run_id, item_id), producer=producer)
+        lane = lane_of(run.options)
+    dispatcher = Dispatcher(run_id, lane, settings.bulk_threshold)
+    dispatcher.resume()
+    dispatcher.bulk = sum(map(len, dispatcher.pending.values())) > settings.bulk_threshold
+    dispatcher.close()
     sync.mark_dispatched(run_id)
-    log.info("dispatched %d profiles and %d events%s", len(profiles), len(events), " in bulk" if bulk else "")
-    return len(profiles) + len(events)
+    log.info("dispatched %d records%s", dispatcher.sent, " in bulk" if dispatcher.bulk else "")
+    return dispatcher.sent
 
 
 def _deliver(task, sender, run_id: str, target) -> None:
@@ -191,6 +279,44 @@ def finish_run(self, run_id: str) -> str | None:
     return run.status if run else None
 
 
+@app.task(name="ksync.dispatch_due", bind=True, max_retries=0)
+def dispatch_due(self) -> list[str]:
+    """Enqueue every active connection whose incremental sync (or daily reconciliation) is due.
+    Connections added, paused or resumed take effect at the next call; beat never restarts."""
+    settings = get_settings()
+    connections.ensure_env_connections(settings)
+    with session_scope() as session:
+        due = store.take_due(session, utcnow(), settings.sync_interval_seconds)
+    sent = []
+    for connection_id, sync_type in due:
+        enqueue(connection_id, sync_type=sync_type, trigger="beat")
+        sent.append(f"{connection_id}:{sync_type}")
+    if sent:
+        log.info("due: %s", ", ".join(sent))
+    return sent
+
+
+def enqueue(connection_id: str, *, sync_type: str, trigger: str, options: dict | None = None,
+            dry_run: bool = False) -> str | None:
+    """Create the run and send its sync task on its lane; returns the run id (None when a beat
+    run of this period exists)."""
+    from .api import lane_for
+
+    settings = get_settings()
+    options = dict(options or {})
+    run = sync.create_or_get_run(connection_id=connection_id, sync_type=sync_type, trigger=trigger, dry_run=dry_run,
+                                 options=options, run_id=None, settings=settings)
+    if run is None:
+        return None
+    lane = lane_for(connection_id, sync_type, options, settings)
+    with session_scope() as session:
+        row = session.get(SyncRun, run.id)
+        row.options = (row.options or {}) | {"lane": lane}
+    sync_shop.apply_async(kwargs={"connection": connection_id, "trigger": trigger, "sync_type": sync_type,
+                                  "dry_run": dry_run, "run_id": run.id, **options}, **_queue(lane, "sync"))
+    return run.id
+
+
 @app.task(name="ksync.sweep", bind=True, max_retries=0)
 def sweep(self) -> dict:
     """Finish runs whose last task died, re-send the tasks of items whose holder is gone (a lapsed
@@ -203,14 +329,14 @@ def sweep(self) -> dict:
     finished = sum(1 for run_id in dispatched if sync.finish_if_done(run_id))
     resent = resend_lost_items(now, settings)
     with session_scope() as session:
-        stuck = [(r.id, r.sync_type, r.parent_run_id)
+        stuck = [(r.id, r.sync_type, r.parent_run_id, lane_of(r.options))
                  for r in history.take_stuck_runs(session, now - timedelta(seconds=settings.stale_item_seconds))
                  if r.trigger != "service"]
-    for run_id, sync_type, parent_run_id in stuck:
+    for run_id, sync_type, parent_run_id, lane in stuck:
         if sync_type == "retry":
             retry_failed.apply_async((parent_run_id, run_id))
         else:
-            sync_shop.apply_async(kwargs={"run_id": run_id})
+            sync_shop.apply_async(kwargs={"run_id": run_id}, **_queue(lane, "sync"))
     summary = {"finished": finished, "resent_items": resent, "restarted_runs": len(stuck)}
     if any(summary.values()):
         log.info("sweep: %s", summary)
@@ -222,8 +348,9 @@ def resend_lost_items(now, settings) -> int:
         items = history.take_lost_items(session, now, settings.stale_item_seconds)
         if not items:
             return 0
-        bulk_runs = {r.id for r in session.query(SyncRun).filter(
-            SyncRun.id.in_({i.run_id for i in items}), SyncRun.items_total > settings.bulk_threshold)}
+        runs = {r.id: r for r in session.query(SyncRun).filter(SyncRun.id.in_({i.run_id for i in items}))}
+        bulk_runs = {r.id for r in runs.values() if r.items_total > settings.bulk_threshold}
+        lanes = {r.id: lane_of(r.options) for r in runs.values()}
     jobs: dict[tuple[str, str], list[int]] = {}
     for item in items:
         if item.external_ref:
@@ -231,14 +358,14 @@ def resend_lost_items(now, settings) -> int:
         elif item.run_id in bulk_runs:
             jobs.setdefault((item.run_id, item.kind), []).append(item.id)
         elif item.kind == PROFILE:
-            upsert_profile.apply_async((item.run_id, item.id))
+            upsert_profile.apply_async((item.run_id, item.id), **_queue(lanes[item.run_id]))
         elif item.kind == EVENT:
-            track_event.apply_async((item.run_id, item.id))
+            track_event.apply_async((item.run_id, item.id), **_queue(lanes[item.run_id]))
     for (run_id, kind_or_ref), ids in jobs.items():
         events = kind_or_ref == EVENT
         task, chunk = (bulk_create_events, BULK_EVENT_CHUNK) if events else (bulk_import_profiles, BULK_PROFILE_CHUNK)
         for start in range(0, len(ids), chunk):
-            task.apply_async((run_id, ids[start:start + chunk]))
+            task.apply_async((run_id, ids[start:start + chunk]), **_queue(lanes[run_id]))
     return len(items)
 
 
@@ -254,13 +381,17 @@ def retry_failed(self, parent_run_id: str, run_id: str) -> str:
             if run is None or history.is_final(run):
                 return run_id
             replanning = run.phase in ("queued", "reading")
+            connection_id = run.connection_id
             if replanning:
-                history.start_run(session, run, self.request.id)
-                shop = run.shop
                 failed = [(i.kind, i.key) for i in history.failed_items(session, parent_run_id)]
+        ctx = connections.context(connection_id)
         if replanning:
-            sync.replan_failures(run_id, shop, failed, clients.tiktok(shop))
-    except TRANSIENT as exc:
+            with session_scope() as session:
+                run = session.get(SyncRun, run_id)
+                history.start_run(session, run, self.request.id)
+                run.account = ctx.account
+            sync.replan_failures(run_id, failed, ctx.tiktok, reading.shop_names_of(ctx))
+    except (*TRANSIENT, RateLimitTimeout) as exc:
         raise self.retry(countdown=_countdown(5), exc=exc)
     except TikTokAPIError as exc:
         if exc.retriable and self.request.retries < SYNC_READ_RETRIES:

@@ -93,15 +93,17 @@ def test_sync_refuses_to_queue_a_run_without_its_credentials_and_names_them(migr
     assert runs_in(migrated_database) == []
 
 
-def test_a_dry_run_needs_no_klaviyo_key(migrated_database, redis_url):
+def test_a_dry_run_still_needs_the_klaviyo_key_that_names_its_account(migrated_database, redis_url):
+    # A connection is a shop joined to a Klaviyo account: even a dry run plans against that account's
+    # ledger (what it already holds), so the key that names the account is needed.
     import redis
 
     redis.Redis.from_url(redis_url).flushdb()
     given = {k: v for k, v in CREDENTIALS.items() if k != "KLAVIYO_API_KEY"}
     result = ksync("sync", "--days-back", "1", "--dry-run",
                    env=env_with(DATABASE_URL=migrated_database, REDIS_URL=redis_url, **given))
-    assert result.returncode == 0 and "queued run" in result.stdout, result.stdout + result.stderr
-    assert len(runs_in(migrated_database)) == 1
+    assert result.returncode == 1 and "KLAVIYO_API_KEY" in result.stderr, result.stdout + result.stderr
+    assert len(runs_in(migrated_database)) == 0
 
 
 def test_sync_wait_says_within_seconds_that_no_worker_consumes_the_queues(migrated_database, redis_url):
@@ -122,7 +124,7 @@ def test_sync_wait_says_within_seconds_that_no_worker_consumes_the_queues(migrat
     finally:
         process.kill()
         process.wait(10)
-    assert "no worker is consuming any of the sync, profiles, events, bulk queues" in line, line
+    assert "no worker is consuming any of the sync, profiles, events, bulk, backfill queues" in line, line
     assert "celery -A workers.app worker" in line
     assert elapsed < 15, elapsed  # start-up, queueing and a 1.5 s ask of the workers
 

@@ -13,7 +13,7 @@ from db import history, ledger
 from db.engine import get_engine, session_scope
 from db.migrate import head_revision, upgrade
 from db.models import Base, SyncItem, SyncRun
-from settings import Settings
+from settings import Settings, reset_settings_cache
 
 T = datetime(2026, 11, 1, tzinfo=timezone.utc)
 
@@ -271,17 +271,21 @@ def test_a_dry_run_never_moves_the_watermark(migrated_database):
         assert ledger.get_watermark(s, "shop-1") is None
 
 
-def test_a_second_beat_firing_in_the_same_period_is_dropped(migrated_database):
+def test_a_second_beat_firing_in_the_same_period_is_dropped(migrated_database, monkeypatch):
+    from tests.support import add_connection
     from workers.sync import create_or_get_run
 
+    monkeypatch.setenv("TIKTOK_APP_SECRET", "an-app-secret-for-the-keyring")
+    reset_settings_cache()
+    add_connection("s", "pk_s", shop_cipher="cipher-s")
+    add_connection("t", "pk_t", shop_cipher="cipher-t")
     settings = Settings(sync_interval_seconds=600)
-    first = create_or_get_run(shop="s", sync_type="incremental", trigger="beat", dry_run=False, options={},
-                              run_id=None, settings=settings)
-    second = create_or_get_run(shop="s", sync_type="incremental", trigger="beat", dry_run=False, options={},
-                               run_id=None, settings=settings)
-    other_shop = create_or_get_run(shop="t", sync_type="incremental", trigger="beat", dry_run=False, options={},
-                                   run_id=None, settings=settings)
-    on_demand = [create_or_get_run(shop="s", sync_type="incremental", trigger="api", dry_run=False, options={},
-                                   run_id=None, settings=settings) for _ in range(2)]
-    assert first is not None and second is None and other_shop is not None
+
+    def make(connection_id, trigger="beat"):
+        return create_or_get_run(connection_id=connection_id, sync_type="incremental", trigger=trigger, dry_run=False,
+                                 options={}, run_id=None, settings=settings)
+
+    first, second, other_connection = make("s"), make("s"), make("t")
+    on_demand = [make("s", "api") for _ in range(2)]
+    assert first is not None and second is None and other_connection is not None
     assert all(run is not None for run in on_demand)

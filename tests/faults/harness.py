@@ -163,7 +163,7 @@ def run_under_fault(stack, fault_name: str, inject, seed: int, *, at: tuple[floa
                 # The watermark first, then the run: a watermark seen here was committed before the
                 # run is read, so a run still open afterwards is a real violation, not a race between
                 # the two reads (PostgreSQL's READ COMMITTED sees each statement's own snapshot).
-                watermark = get_watermark(session, stack.tiktok.shop_cipher)
+                watermark = get_watermark(session, "default")
                 run = history.get_run(session, run_id)
                 counts = history.item_counts(session, run_id) if trigger and run is not None else {}
                 if run is not None and run.status in ("running", "queued") and watermark is not None:
@@ -208,8 +208,8 @@ def verify(stack, run_id: str, fault_name: str, seed: int, recovered_in=None, wa
     with session_scope() as session:
         run = history.get_run(session, run_id)
         counts = history.item_counts(session, run_id)
-        watermark = get_watermark(session, stack.tiktok.shop_cipher)
-        wrong = wrong_profiles(session, stack.tiktok.shop_cipher, state["profiles"])
+        watermark = get_watermark(session, "default")
+        wrong = wrong_profiles(session, run.account or "", state["profiles"])
     succeeded = sum(n for (_, s), n in counts.items() if s == "succeeded")
     failed = sum(n for (_, s), n in counts.items() if s == "failed")
     counters_agree = (run.success_count, run.failed_count) == (succeeded, failed) and \
@@ -229,7 +229,7 @@ def verify(stack, run_id: str, fault_name: str, seed: int, recovered_in=None, wa
     return result
 
 
-def wrong_profiles(session, shop: str, profiles: list[dict]) -> list[str]:
+def wrong_profiles(session, account: str, profiles: list[dict]) -> list[str]:
     """External ids of Klaviyo profiles whose totals differ from what our orders ledger says."""
     from decimal import Decimal
 
@@ -237,7 +237,7 @@ def wrong_profiles(session, shop: str, profiles: list[dict]) -> list[str]:
     from workers.mapping import EXTERNAL_ID_PREFIX, buyer_stats
 
     ours = {p["external_id"]: p for p in profiles if (p.get("external_id") or "").startswith(EXTERNAL_ID_PREFIX)}
-    entries = ledger.ledger_entries(session, shop, [k.removeprefix(EXTERNAL_ID_PREFIX) for k in ours])
+    entries = ledger.ledger_entries(session, account, [k.removeprefix(EXTERNAL_ID_PREFIX) for k in ours])
     wrong = []
     for key, profile in ours.items():
         stats = buyer_stats(entries.get(key.removeprefix(EXTERNAL_ID_PREFIX), []))

@@ -38,7 +38,7 @@ def test_a_revoked_key_stops_the_run_holds_the_watermark_and_scheduled_syncs_alo
     first = next_scheduled_run(set())
     assert first.status == "succeeded", first.error
     with session_scope() as session:
-        watermark = get_watermark(session, stack.tiktok.shop_cipher)
+        watermark = get_watermark(session, "default")
     assert watermark == first.window_end
 
     moving = [o for o in valid_orders(stack) if o.status in PAID_STATUSES - FULFILLED_STATUSES][:40]
@@ -49,7 +49,7 @@ def test_a_revoked_key_stops_the_run_holds_the_watermark_and_scheduled_syncs_alo
     assert second.status == "failed" and second.failed_count == 0 and second.unsent_count > 0
     assert second.error == "Klaviyo rejected the private key (401): check KLAVIYO_API_KEY"
     with session_scope() as session:
-        assert get_watermark(session, stack.tiktok.shop_cipher) == watermark
+        assert get_watermark(session, "default") == watermark
 
     stack.klaviyo.restore_key()
     restored = time.monotonic()

@@ -40,7 +40,7 @@ def test_records_klaviyo_keeps_failing_are_not_sent_hold_the_watermark_and_the_n
     assert "could not be sent" in run.error and "500" in run.error and "next sync" in run.error
     with session_scope() as session:
         unsent = list(session.scalars(select(SyncItem).where(SyncItem.run_id == run.id, SyncItem.status == "unsent")))
-        assert get_watermark(session, stack.tiktok.shop_cipher) is None
+        assert get_watermark(session, "default") is None
     assert unsent and all(flaky in item.key and item.attempts == 3 for item in unsent)
 
     stack.klaviyo.set_faults(reject_rate=1.0, match=refused, ops=["create_event"])

@@ -76,6 +76,7 @@ def test_an_auth_code_is_exchanged_once_for_a_grant_covering_the_sellers_shops(m
 
 def test_an_unknown_auth_code_is_refused_and_neither_it_nor_the_secret_is_logged(market, caplog):
     caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="urllib3")  # whatever an earlier test configured for it
     with pytest.raises(TikTokReauthorizationRequired):
         fresh_client(market).exchange_auth_code("ROW_never-issued-code-123")
     assert "/api/v2/token/get" in caplog.text

@@ -78,6 +78,7 @@ def test_a_network_failure_during_refresh_stays_retriable_and_is_not_a_reauthori
 
 def test_token_host_urls_are_blanked_in_urllib3_debug_lines(caplog):
     caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="urllib3")  # whatever an earlier test configured for it
     with TikTokStandIn(orders=1) as t:
         client = TikTokShopClient(t.app_key, t.app_secret, t.access_token, t.shop_cipher, base_url=t.url,
                                   auth_base_url=t.auth_url, refresh_token=t.refresh_token)

@@ -51,7 +51,7 @@ def test_two_thousand_orders_land_exactly_once_and_a_rerun_sends_nothing(make_st
         assert Decimal(str(profile["properties"]["tiktok_lifetime_value"])) == stats.lifetime_value
         assert profile["email_marketing"]["consent"] in (None, "NEVER_SUBSCRIBED")
     with session_scope() as session:
-        assert get_watermark(session, stack.tiktok.shop_cipher) == run.window_end
+        assert get_watermark(session, "default") == run.window_end
 
     before = stack.klaviyo.summary()
     again = wait_for_run(enqueue_sync(days_back=31))
@@ -128,10 +128,10 @@ def test_a_dry_run_records_what_would_be_sent_and_sends_nothing(make_stack):
     run_id = enqueue_sync(days_back=31, dry_run=True)
     run = wait_for_run(run_id)
     assert run.status == "succeeded" and run.dry_run
-    assert stack.klaviyo.summary()["requests_total"] == 0
+    assert set(stack.klaviyo.summary()["requests"]) <= {"get_accounts"}  # only which account the key is: no write
     with session_scope() as session:
         skipped = session.query(SyncItem).filter_by(run_id=run_id, status="skipped").all()
-        assert get_watermark(session, stack.tiktok.shop_cipher) is None
+        assert get_watermark(session, "default") is None
     assert {i.key for i in skipped if i.kind == "event"} == set(expected_events)
     assert {i.key for i in skipped if i.kind == "profile"} == set(expected_profiles)
 

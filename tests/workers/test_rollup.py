@@ -10,7 +10,7 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import event
 
-from db import history
+from db import history, secrets
 from db.engine import get_engine, session_scope
 from db.models import SyncRun
 from klaviyo.models import KlaviyoEvent, KlaviyoProfile
@@ -18,16 +18,20 @@ from sandbox.klaviyo import KlaviyoStandIn
 from settings import get_settings, reset_settings_cache
 from workers import clients, delivery
 from workers.payloads import event_payload
+from tests.support import add_connection
 
 
 @pytest.fixture
 def klaviyo(migrated_database, redis_url, monkeypatch):
     with KlaviyoStandIn(rate_limit_scale=100) as standin:
-        monkeypatch.setenv("KLAVIYO_API_KEY", standin.api_key)
         monkeypatch.setenv("KLAVIYO_API_BASE_URL", standin.url)
+        monkeypatch.setenv("TIKTOK_APP_KEY", "ksync-app")
+        monkeypatch.setenv("TIKTOK_APP_SECRET", "an-app-secret-for-the-keyring")
         monkeypatch.setenv("REDIS_URL", redis_url)
         reset_settings_cache()
         clients.reset()
+        secrets.reset()
+        add_connection("shop-1", standin.api_key)
         yield standin
     clients.reset()
     reset_settings_cache()
@@ -36,6 +40,7 @@ def klaviyo(migrated_database, redis_url, monkeypatch):
 def dispatched_run_with_events(n: int) -> tuple[str, list[int]]:
     with session_scope() as s:
         run = history.create_run(s, shop="shop-1", sync_type="manual", trigger="api")
+        run.connection_id = "shop-1"
         history.start_run(s, run, "test")
         run.phase = "dispatched"
         events = [KlaviyoEvent(metric_name="Placed Order", profile=KlaviyoProfile(email=f"buyer{i}@example.com"),
