@@ -59,13 +59,15 @@ task_annotations = {
 
 task_default_queue = "sync"
 #: Queues a task reaches by its run's lane rather than by its route (workers/tasks.py: fairness).
-LANE_QUEUES = ("backfill",)
+LANE_QUEUES = ("backfill", "realtime")
 task_routes = {
     "ksync.sync_shop": {"queue": "sync"},
     "ksync.retry_failed": {"queue": "sync"},
     "ksync.finish_run": {"queue": "sync"},
     "ksync.sweep": {"queue": "sync"},
     "ksync.dispatch_due": {"queue": "sync"},
+    "ksync.sync_orders": {"queue": "realtime"},
+    "ksync.refresh_authorization": {"queue": "sync"},
     "ksync.upsert_profile": {"queue": "profiles"},
     "ksync.track_event": {"queue": "events"},
     "ksync.bulk_import_profiles": {"queue": "bulk"},

@@ -77,6 +77,18 @@ class Settings:
     stale_item_seconds: int = 60
     #: How often beat runs the sweeper (finishes runs, re-sends lost work).
     sweep_interval_seconds: int = 15
+    #: A window longer than this (s) is a backfill: it runs in the ``backfill`` lane (fairness).
+    backfill_after_seconds: int = 86400
+    # Real time (ksync serve)
+    web_bind: str = "127.0.0.1:8080"
+    web_workers: int = 2
+    web_timeout_seconds: int = 30
+    #: A webhook stamped further from now than this is refused as a replay. TikTok retries for about
+    #: 15 hours (2 min, 30 min, 3 h, 12 h), so a genuine retry is always younger; repeats inside it
+    #: are dropped by their notification id.
+    webhook_max_age_seconds: int = 86400
+    #: Notifications for one connection gathered into one TikTok fetch (ms).
+    realtime_coalesce_ms: int = 250
     # Connections
     #: Fernet key(s), comma-separated, first encrypts: secrets at rest (see db/secrets.py).
     secret_key: str = _secret()
@@ -153,6 +165,12 @@ ENV_NAMES = {
     "item_lease_seconds": "KSYNC_ITEM_LEASE_SECONDS",
     "stale_item_seconds": "KSYNC_STALE_ITEM_SECONDS",
     "sweep_interval_seconds": "KSYNC_SWEEP_SECONDS",
+    "backfill_after_seconds": "KSYNC_BACKFILL_AFTER_SECONDS",
+    "web_bind": "KSYNC_WEB_BIND",
+    "web_workers": "KSYNC_WEB_WORKERS",
+    "web_timeout_seconds": "KSYNC_WEB_TIMEOUT",
+    "webhook_max_age_seconds": "KSYNC_WEBHOOK_MAX_AGE_SECONDS",
+    "realtime_coalesce_ms": "KSYNC_REALTIME_COALESCE_MS",
     "secret_key": "KSYNC_SECRET_KEY",
     "flower_basic_auth": "FLOWER_BASIC_AUTH",
     "log_level": "KSYNC_LOG_LEVEL",

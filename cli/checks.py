@@ -20,7 +20,7 @@ DATABASE_SCHEMES = ("postgresql", "postgres", "postgresql+psycopg2", "sqlite")
 DATABASE_FORMS = "postgresql://user:password@host:5432/dbname or sqlite:///path/to/ksync.sqlite3"
 REDIS_SCHEMES = ("redis", "rediss", "unix")
 REDIS_FORMS = "redis://host:6379/0 (rediss:// with TLS, unix:///path/to/redis.sock)"
-WORKER_COMMAND = "celery -A workers.app worker -Q sync,profiles,events,bulk,backfill -E"
+WORKER_COMMAND = "celery -A workers.app worker -Q realtime,sync,profiles,events,bulk,backfill -E"
 #: How long to wait for workers to answer a ping of their queues: they answer in milliseconds.
 WORKER_REPLY_SECONDS = 1.5
 #: Names the beat writes (see workers/heartbeat.py).

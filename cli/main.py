@@ -328,6 +328,21 @@ def metrics(bind: str | None) -> None:
     exporter.serve(bind, console)
 
 
+@cli.command()
+@click.option("--bind", metavar="HOST:PORT", help="where to listen (default KSYNC_WEB_BIND, 127.0.0.1:8080)")
+@click.option("--workers", type=int, help="web worker processes (default KSYNC_WEB_WORKERS)")
+def serve(bind: str | None, workers: int | None) -> None:
+    """The web service: TikTok webhooks, the OAuth callback, health and metrics (gunicorn)."""
+    from .serve import serve as run
+
+    settings = get_settings()
+    _check_database()
+    _check_redis()
+    if not (settings.tiktok_app_key and settings.tiktok_app_secret):
+        raise Failure("TIKTOK_APP_KEY and TIKTOK_APP_SECRET must be set: webhooks are verified with the app secret")
+    run(bind or settings.web_bind, workers or settings.web_workers, settings.web_timeout_seconds)
+
+
 @cli.group()
 def db() -> None:
     """Database schema commands."""

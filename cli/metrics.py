@@ -19,16 +19,10 @@ DEFAULT_PORT = 9745
 
 
 def registry() -> CollectorRegistry:
-    """Sync history, plus the shared limiter of every Klaviyo account a connection writes to."""
-    from workers.ratelimit_metrics import LimiterCollector
-    from workers.sync_metrics import SyncCollector
+    """Sync history, the shared limiter of every Klaviyo account, webhooks (workers/metrics.py)."""
+    from workers.metrics import registry as everything
 
-    from workers.connections import account_limiters
-
-    registry = CollectorRegistry()
-    registry.register(SyncCollector())
-    registry.register(LimiterCollector(account_limiters))
-    return registry
+    return everything()
 
 
 def exposition() -> str:

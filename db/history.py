@@ -465,6 +465,19 @@ def take_stuck_runs(session: Session, stale_before: datetime) -> list[SyncRun]:
     return taken
 
 
+def prune_runs(session: Session, sync_type: str, finished_before: datetime, limit: int = 1000) -> int:
+    """Delete up to ``limit`` succeeded runs of ``sync_type`` finished before ``finished_before`` (their
+    items go with them: ON DELETE CASCADE, and explicitly for SQLite without foreign keys)."""
+    from sqlalchemy import delete
+
+    ids = list(session.scalars(select(SyncRun.id).where(SyncRun.sync_type == sync_type, SyncRun.status == "succeeded",
+                                                        SyncRun.finished_at < finished_before).limit(limit)))
+    if ids:
+        session.execute(delete(SyncItem).where(SyncItem.run_id.in_(ids)))
+        session.execute(delete(SyncRun).where(SyncRun.id.in_(ids)))
+    return len(ids)
+
+
 def runs_in(session: Session, statuses: Sequence[str], phase: str | None = None) -> list[SyncRun]:
     query = select(SyncRun).where(SyncRun.status.in_(statuses))
     if phase:

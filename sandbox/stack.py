@@ -23,7 +23,7 @@ import psutil
 from .redis import EmbeddedRedis
 
 ROOT = Path(__file__).resolve().parent.parent
-ALL_QUEUES = "sync,profiles,events,bulk,backfill"
+ALL_QUEUES = "realtime,sync,profiles,events,bulk,backfill"
 DEMO_KLAVIYO_KEY = "pk_demo_ksync_0123456789"
 
 

@@ -229,7 +229,7 @@ def test_worker_consumes_every_routed_queue_and_sends_events(services):
     assert cmd[:4] == ["celery", "-A", "workers.app", "worker"]
     assert "-E" in cmd or "--task-events" in cmd, "Flower needs worker events (-E)"
     routed = {route["queue"] for route in celeryconfig.task_routes.values()} | {celeryconfig.task_default_queue}
-    assert set((option(cmd, "-Q", "--queues") or "").split(",")) == routed
+    assert set((option(cmd, "-Q", "--queues") or "").split(",")) == routed | set(celeryconfig.LANE_QUEUES)
 
 
 def test_worker_stops_gracefully_within_the_grace_period(services):

@@ -40,14 +40,13 @@ def enqueue_sync(days_back: float | None = None, since: datetime | str | None = 
 
 
 def lane_for(connection_id: str, sync_type: str, options: dict, settings) -> str:
-    """``backfill`` for a window longer than a day (a first sync, a reconciliation, a long manual
-    window), else ``sync``: see workers/tasks.py on fairness."""
+    """``backfill`` for a window longer than KSYNC_BACKFILL_AFTER_SECONDS (a day: far more than an
+    incremental window, interval plus lookback, and far less than a first sync's 30 days; so a
+    first sync, a reconciliation, a long manual window), else ``sync``: see workers/tasks.py."""
     from db.ledger import get_watermark
     from db.models import utcnow
 
     from .sync import parse_time
-    from .tasks import BACKFILL_AFTER_SECONDS
-
     now = utcnow()
     if sync_type == "reconcile":
         return "backfill"
@@ -61,7 +60,7 @@ def lane_for(connection_id: str, sync_type: str, options: dict, settings) -> str
         start = (watermark - timedelta(seconds=settings.lookback_seconds)) if watermark else \
             now - timedelta(days=settings.first_run_days)
     end = parse_time(options.get("until")) or now
-    return "backfill" if (end - start).total_seconds() > BACKFILL_AFTER_SECONDS else "sync"
+    return "backfill" if (end - start).total_seconds() > settings.backfill_after_seconds else "sync"
 
 
 def retry_failed(run_id: str, trigger: str = "cli") -> str:

@@ -1,4 +1,4 @@
-"""The Celery app: ``celery -A workers.app worker -Q sync,profiles,events,bulk,backfill``.
+"""The Celery app: ``celery -A workers.app worker -Q realtime,sync,profiles,events,bulk,backfill``.
 
 Configuration comes from ``celeryconfig`` (built from the settings module).
 Signals give every log line our format, run id and task id, and give each

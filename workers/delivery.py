@@ -205,6 +205,8 @@ class RunScope:
     connection_id: str
     account: str
     shop: str
+    #: For a realtime run: when its first notification was received (the latency histogram's start).
+    received_at: float | None = None
 
 
 _scopes: dict[str, RunScope] = {}
@@ -215,8 +217,21 @@ def _scope(run_id: str) -> RunScope:
     if run_id not in _scopes:
         with session_scope() as session:
             run = session.get(SyncRun, run_id)
-            _scopes[run_id] = RunScope(run.connection_id or "", run.account or "", run.shop)
+            _scopes[run_id] = RunScope(run.connection_id or "", run.account or "", run.shop,
+                                       (run.options or {}).get("received_at"))
     return _scopes[run_id]
+
+
+def _delivered(run_id: str, n: int) -> None:
+    """A realtime run's records reached Klaviyo: into the queue-to-Klaviyo latency histogram."""
+    received_at = _scope(run_id).received_at
+    if received_at and n:
+        from . import realtime
+
+        try:
+            realtime.observe_latency(clients.redis_client(), realtime.now() - received_at, n)
+        except redis.RedisError:
+            pass
 
 
 _bound: dict[str, object] = {}
@@ -268,6 +283,7 @@ def send_event(run_id: str, item_id: int, owner: str, settings: Settings) -> Out
     with session_scope() as session:
         history.succeed_items(session, [item.id], owner)
         ledger.mark_delivered(session, _scope(run_id).account, shop, run_id, [item.key])
+    _delivered(run_id, 1)
     finish_if_done(run_id)
     return DONE
 
@@ -297,7 +313,9 @@ def send_profile(run_id: str, item_id: int, owner: str, settings: Settings) -> O
         _set_markers(run_id, [item.id])
     with session_scope() as session:
         history.succeed_items(session, [item.id], owner)
-        ledger.record_profiles(session, _scope(run_id).account, shop, run_id, [(item.key, profile_id, payload_hash(item.payload))])
+        ledger.record_profiles(session, _scope(run_id).account, shop, run_id,
+                               [(item.key, profile_id, payload_hash(item.payload))])
+    _delivered(run_id, 1)
     finish_if_done(run_id)
     return Outcome(result=result)
 
@@ -381,6 +399,7 @@ def send_event_batch(run_id: str, item_ids: Sequence[int], owner: str, settings:
     with session_scope() as session:
         history.succeed_items(session, [i.id for i in sent], owner)
         ledger.mark_delivered(session, _scope(run_id).account, shop, run_id, [i.key for i in sent])
+    _delivered(run_id, len(sent))
     finish_if_done(run_id)
     return outcome if outcome.retry_in else DONE
 

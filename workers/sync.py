@@ -15,6 +15,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from db import history, ledger
@@ -290,6 +291,21 @@ def replan_failures(run_id: str, failed: list[tuple[str, str]], client, shop_nam
     only = (wanted | {(EVENT, event_key(e)) for o in fetched for e in order_events(o)}
             | {(PROFILE, external_id(o.user_id)) for o in fetched if is_placed(o)})
     return record_plan(run_id, orders, invalid, only=only, replay=True, shop_names=shop_names)
+
+
+def newer_than_ledger(account: str, noted: dict[str, int]) -> dict[str, int]:
+    """The noted orders (id -> the update_time a notification gave) the ledger does not already hold
+    at that update_time or later: only those are worth fetching again."""
+    from db.models import LedgerOrder
+
+    known: dict[str, int] = {}
+    with session_scope() as session:
+        for chunk in ledger.chunks(sorted(noted)):
+            for order_id, update_time in session.execute(
+                    select(LedgerOrder.order_id, LedgerOrder.update_time)
+                    .where(LedgerOrder.account == account, LedgerOrder.order_id.in_(chunk))):
+                known[order_id] = int(update_time.timestamp())
+    return {i: t for i, t in noted.items() if i not in known or t > known[i] or not t}
 
 
 def mark_dispatched(run_id: str) -> None:

@@ -2,6 +2,7 @@
 
     ksync.dispatch_due         beat, every KSYNC_SWEEP_SECONDS: enqueue the connections that are due
     ksync.sync_shop            read a connection's window, plan and record as it streams, dispatch
+    ksync.sync_orders          webhooks: fetch the orders noted for a connection (queue ``realtime``)
       ksync.upsert_profile       one profile      (queue ``profiles``)
       ksync.track_event          one event        (queue ``events``)
       ksync.bulk_import_profiles up to 2,500 profiles as a Klaviyo import job   (queue ``bulk``)
@@ -16,7 +17,7 @@ task is safe to run twice: items are claimed before sending, and events carry a 
 with a countdown of at most a minute, far below the visibility timeout, never a sleep in a
 worker slot.
 
-Fairness: a backfill (a window longer than ``BACKFILL_AFTER_SECONDS``: a connection's first sync,
+Fairness: a backfill (a window longer than KSYNC_BACKFILL_AFTER_SECONDS, a day: a connection's first sync,
 a reconciliation, a long manual window) runs in the ``backfill`` lane: its sync task and every
 send task it dispatches go to the ``backfill`` queue. Workers listen to every queue, and kombu
 serves a worker's queues round-robin, so one connection's 100,000-order backfill takes its turn
@@ -40,9 +41,9 @@ from db.engine import session_scope
 from db.models import SyncRun, utcnow
 from klaviyo import KlaviyoAPIError, RateLimitTimeout
 from settings import ConfigError, get_settings
-from tiktok import TikTokAPIError, TikTokAuthError, TikTokReauthorizationRequired, TikTokSignatureError
+from tiktok import InvalidOrder, TikTokAPIError, TikTokAuthError, TikTokReauthorizationRequired, TikTokSignatureError
 
-from . import clients, connections, delivery, locks, reading, sync
+from . import clients, connections, delivery, locks, reading, realtime, sync
 from .app import app
 from .planning import EVENT, PROFILE
 
@@ -50,14 +51,13 @@ log = logging.getLogger(__name__)
 
 #: Infrastructure hiccups (database or Redis unreachable) are retried, not recorded as failures.
 TRANSIENT = (OperationalError, InterfaceError, redis.ConnectionError, redis.TimeoutError)
+#: Realtime runs (one per coalesced webhook fetch: thousands a day) that succeeded are deleted after
+#: this many days; their records stay in the ledger and delivered events, and other runs are kept.
+REALTIME_RUNS_KEPT_DAYS = 7
 BULK_PROFILE_CHUNK = 2500
 BULK_EVENT_CHUNK = 1000
 #: How often a sync that cannot read TikTok (after the client's own retries) tries again.
 SYNC_READ_RETRIES = 5
-#: A window longer than this is a backfill and runs in the ``backfill`` lane (see above): a day is
-#: far more than an incremental window (interval + lookback) and far less than a first sync (30 days).
-BACKFILL_AFTER_SECONDS = 86400
-BACKFILL_QUEUE = "backfill"
 
 
 def _countdown(seconds: float) -> float:
@@ -69,8 +69,10 @@ def lane_of(options: dict | None) -> str:
 
 
 def _queue(lane: str, default: str | None = None) -> dict:
-    """apply_async options sending a task to its lane (the default routes, outside a backfill)."""
-    return {"queue": BACKFILL_QUEUE} if lane == "backfill" else ({"queue": default} if default else {})
+    """apply_async options sending a task to its lane's queue (the default routes for ``sync``)."""
+    if lane in ("backfill", "realtime"):
+        return {"queue": lane}
+    return {"queue": default} if default else {}
 
 
 @app.task(name="ksync.sync_shop", bind=True, max_retries=None)
@@ -114,7 +116,7 @@ def sync_shop(self, connection: str | None = None, trigger: str = "api", sync_ty
     except (*TRANSIENT, RateLimitTimeout) as exc:
         raise self.retry(countdown=_countdown(5), exc=exc)
     except TikTokReauthorizationRequired as exc:
-        reason = reauth_reason(run, exc)
+        reason = reauth_reason(run.connection_id, exc)
         connections.needs_reauth(run.connection_id, reason)
         sync.stop(run.id, reason)
         return run.id
@@ -165,8 +167,7 @@ def tiktok_reason(exc: TikTokAPIError) -> str:
     return exc.message
 
 
-def reauth_reason(run, exc: TikTokAPIError) -> str:
-    connection = run.connection_id if run is not None else "?"
+def reauth_reason(connection: str, exc: TikTokAPIError) -> str:
     return (f"TikTok refused the seller's refresh token ({exc.message}): the seller must authorize the app "
             f"again (`ksync connections authorize {connection}`, or new TIKTOK_* tokens for the environment's)")
 
@@ -279,6 +280,64 @@ def finish_run(self, run_id: str) -> str | None:
     return run.status if run else None
 
 
+@app.task(name="ksync.sync_orders", bind=True, max_retries=None)
+def sync_orders(self, connection: str) -> str | None:
+    """The targeted sync behind webhooks (queue ``realtime``): fetch the orders noted for the
+    connection since the last fetch, with Get Order Detail, and send them through the same
+    planning and ledger as the poller, as one realtime run (which never moves the watermark).
+    See ``workers/realtime.py``."""
+    settings = get_settings()
+    redis_client = clients.redis_client()
+    noted, received_at = realtime.take_orders(redis_client, connection)
+    if not noted:
+        return None
+    run_id = None
+    try:
+        ctx = connections.context(connection)
+        if ctx.status != "active":  # the scheduled syncs pick these up once it is active again
+            realtime.count(redis_client, "dropped_inactive", len(noted))
+            return None
+        fresh = sync.newer_than_ledger(ctx.account, noted)
+        realtime.count(redis_client, "orders_already_known", len(noted) - len(fresh))
+        if not fresh:
+            return None
+        run = sync.create_or_get_run(connection_id=connection, sync_type="realtime", trigger="webhook", dry_run=False,
+                                     options={"lane": "realtime", "received_at": received_at}, run_id=None,
+                                     settings=settings)
+        run_id = run.id
+        sync.begin(run_id, self.request.id, settings, ctx.account)
+        fetched = ctx.tiktok.get_orders(fresh)
+        realtime.count(redis_client, "tiktok_fetches", -(-len(fresh) // 50))
+        orders = [o for o in fetched if not isinstance(o, InvalidOrder)
+                  and int(o.update_time.timestamp()) >= fresh.get(o.id, 0)]
+        invalid = [o for o in fetched if isinstance(o, InvalidOrder)]
+        sync.record_plan(run_id, orders, invalid, shop_names=reading.shop_names_of(ctx))
+    except (*TRANSIENT, RateLimitTimeout, TikTokAPIError) as exc:
+        if isinstance(exc, TikTokAPIError) and not exc.retriable:
+            if run_id:
+                sync.stop(run_id, tiktok_reason(exc))
+            return run_id
+        # put the notes back for the retry (or the next fetch): nothing noted is dropped
+        realtime.note_orders(redis_client, connection, noted.items(), received_at or realtime.now())
+        if run_id:
+            sync.stop(run_id, f"retried by the next fetch ({type(exc).__name__})")
+        raise self.retry(countdown=_countdown(2), exc=exc)
+    dispatch(run_id)
+    sync.finish_if_done(run_id)
+    return run_id
+
+
+@app.task(name="ksync.refresh_authorization", bind=True, max_retries=5)
+def refresh_authorization(self, connection: str) -> None:
+    """Refresh the seller's tokens now (TikTok warned the authorization is about to expire)."""
+    try:
+        connections.context(connection).tiktok.refresh_access_token()
+    except TikTokReauthorizationRequired as exc:
+        connections.needs_reauth(connection, reauth_reason(connection, exc))
+    except (*TRANSIENT, TikTokAPIError) as exc:
+        raise self.retry(countdown=_countdown(60), exc=exc)
+
+
 @app.task(name="ksync.dispatch_due", bind=True, max_retries=0)
 def dispatch_due(self) -> list[str]:
     """Enqueue every active connection whose incremental sync (or daily reconciliation) is due.
@@ -337,7 +396,9 @@ def sweep(self) -> dict:
             retry_failed.apply_async((parent_run_id, run_id))
         else:
             sync_shop.apply_async(kwargs={"run_id": run_id}, **_queue(lane, "sync"))
-    summary = {"finished": finished, "resent_items": resent, "restarted_runs": len(stuck)}
+    with session_scope() as session:
+        pruned = history.prune_runs(session, "realtime", now - timedelta(days=REALTIME_RUNS_KEPT_DAYS))
+    summary = {"finished": finished, "resent_items": resent, "restarted_runs": len(stuck), "pruned_runs": pruned}
     if any(summary.values()):
         log.info("sweep: %s", summary)
     return summary

@@ -139,6 +139,7 @@ def test_no_secret_or_buyer_contact_leaks_from_a_sync_through_every_error_path(f
     caplog.set_level(logging.DEBUG)
     stack = fault_stack(orders=60, workers=0, malformed_ratio=0.05,
                         extra_env={"KSYNC_LOG_LEVEL": "DEBUG", "KSYNC_BULK_THRESHOLD": "100000",
+                                   "KSYNC_BACKFILL_AFTER_SECONDS": "100000000",  # one lane: sync, then items
                                    "KSYNC_MAX_ATTEMPTS": "3"})
     secrets = {name: stack.env[name] for name in SECRET_ENV}
     raw_orders = stack.tiktok.orders()

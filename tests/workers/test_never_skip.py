@@ -30,7 +30,7 @@ def profiles_by_external_id(stack) -> dict[str, dict]:
 def test_an_until_past_now_minus_the_lag_is_refused_and_capped_when_sent_as_a_task(make_stack):
     # Defect: `--until <30 days from now>` moved the watermark 30 days into the future; the next
     # incremental syncs read empty windows and 356 new events never left.
-    stack = make_stack(orders=30, workers=1, extra_env={"KSYNC_LAG_SECONDS": "60"})
+    make_stack(orders=30, workers=1, extra_env={"KSYNC_LAG_SECONDS": "60"})
     future = datetime.now(timezone.utc) + timedelta(days=30)
     with pytest.raises(ValueError, match="--until"):  # a WindowError
         enqueue_sync(days_back=30, until=future)
