@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from .models import (
     OPEN_ITEM_STATUSES,
+    Refund,
     WATERMARK_SYNC_TYPES,
     BuyerProfile,
     DeliveredEvent,
@@ -32,6 +33,7 @@ from .models import (
 )
 
 ORDERS_STREAM = "orders"
+RETURNS_STREAM = "returns"
 #: Values per IN (...) query: well under every backend's bound-parameter limit.
 _CHUNK = 500
 
@@ -63,20 +65,63 @@ def upsert_orders(session: Session, account: str, connection_id: str | None, sho
     session.execute(stmt, values)
 
 
-LEDGER_COLUMNS = (LedgerOrder.order_id, LedgerOrder.user_id, LedgerOrder.status, LedgerOrder.placed,
-                  LedgerOrder.total_amount, LedgerOrder.currency,
-                  func.coalesce(LedgerOrder.paid_time, LedgerOrder.create_time).label("placed_at"), LedgerOrder.shop)
-
-
 def ledger_entries(session: Session, account: str, user_ids: Iterable[str]) -> dict[str, list]:
-    """Every ledger order of these buyers in this account, over all its shops: rows with
-    ``order_id, user_id, status, placed, total_amount, currency, placed_at, shop``."""
+    """Every ledger order of these buyers in this account, over all its shops, with what was
+    refunded on it: rows with ``order_id, user_id, status, placed, total_amount, currency,
+    placed_at, shop, refunded, refunds``."""
+    refunded = (select(Refund.order_id, func.sum(Refund.amount).label("refunded"), func.count().label("refunds"))
+                .where(Refund.account == account, Refund.refunded.is_(True)).group_by(Refund.order_id).subquery())
+    columns = (LedgerOrder.order_id, LedgerOrder.user_id, LedgerOrder.status, LedgerOrder.placed,
+               LedgerOrder.total_amount, LedgerOrder.currency,
+               func.coalesce(LedgerOrder.paid_time, LedgerOrder.create_time).label("placed_at"), LedgerOrder.shop,
+               func.coalesce(refunded.c.refunded, 0).label("refunded"), func.coalesce(refunded.c.refunds, 0).label("refunds"))
     result: dict[str, list] = {}
     for chunk in chunks(sorted(set(user_ids))):
-        for row in session.execute(select(*LEDGER_COLUMNS).where(LedgerOrder.account == account,
-                                                                  LedgerOrder.user_id.in_(chunk))):
+        query = (select(*columns).outerjoin(refunded, refunded.c.order_id == LedgerOrder.order_id)
+                 .where(LedgerOrder.account == account, LedgerOrder.user_id.in_(chunk)))
+        for row in session.execute(query):
             result.setdefault(row.user_id, []).append(row)
     return result
+
+
+def upsert_refunds(session: Session, account: str, connection_id: str | None, shop: str, rows: Iterable[dict]) -> None:
+    """Store returns' latest state (an older ``update_time`` never overwrites a newer one); the
+    ``unique_id`` a Refunded Order was given is kept. Each row: return_id, order_id, status,
+    return_type, refunded, amount, currency, update_time, payload."""
+    now = utcnow()
+    values = [dict(row, account=account, connection_id=connection_id, shop=shop, updated_at=now) for row in rows]
+    if not values:
+        return
+    stmt = _insert(session)(Refund)
+    kept = ("account", "return_id", "unique_id")
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["account", "return_id"], set_={c: stmt.excluded[c] for c in values[0] if c not in kept},
+        where=stmt.excluded.update_time >= Refund.update_time)
+    session.execute(stmt, values)
+
+
+def refunds_of_orders(session: Session, account: str, order_ids: Iterable[str]) -> list[Refund]:
+    found: list[Refund] = []
+    for chunk in chunks(sorted(set(order_ids))):
+        found += session.scalars(select(Refund).where(Refund.account == account, Refund.order_id.in_(chunk)))
+    return found
+
+
+def fix_refund_ids(session: Session, account: str, ids: dict[str, str]) -> None:
+    """Record the ``unique_id`` each return's Refunded Order was given (return id -> unique id),
+    only where none was recorded yet: once chosen, an event's identity never changes."""
+    for return_id, unique_id in ids.items():
+        session.execute(update(Refund).where(Refund.account == account, Refund.return_id == return_id,
+                                             Refund.unique_id.is_(None))
+                        .values(unique_id=unique_id).execution_options(synchronize_session=False))
+
+
+def touch_orders(session: Session, account: str, order_ids: Iterable[str]) -> None:
+    """Mark orders as changed now (a refund changed their buyer's totals): the run plans those
+    buyers' profiles again."""
+    for chunk in chunks(sorted(set(order_ids))):
+        session.execute(update(LedgerOrder).where(LedgerOrder.account == account, LedgerOrder.order_id.in_(chunk))
+                        .values(updated_at=utcnow()).execution_options(synchronize_session=False))
 
 
 def stored_orders(session: Session, account: str, order_ids: Iterable[str] = (), user_ids: Iterable[str] = (),
@@ -191,7 +236,8 @@ def set_watermark(session: Session, connection_id: str, value: datetime, stream:
         row.updated_at = utcnow()
 
 
-def advance_watermark(session: Session, run: SyncRun, stream: str = ORDERS_STREAM) -> datetime | None:
+def advance_watermark(session: Session, run: SyncRun, stream: str = ORDERS_STREAM,
+                      window: tuple[datetime, datetime] | None = None) -> datetime | None:
     """Move the connection's watermark after ``run`` finished, never past work that is not done.
 
     Only a run that read the shop's whole stream for its window (a scheduled, reconciling or
@@ -203,17 +249,18 @@ def advance_watermark(session: Session, run: SyncRun, stream: str = ORDERS_STREA
     """
     key = run.connection_id or run.shop
     current = get_watermark(session, key, stream)
+    start, end = window or (run.window_start, run.window_end)
     if (run.dry_run or run.sync_type not in WATERMARK_SYNC_TYPES or run.status not in ("succeeded", "partial")
-            or run.unsent_count or run.window_start is None or run.window_end is None):
+            or run.unsent_count or start is None or end is None):
         return current
-    if current is not None and run.window_start > current:
+    if current is not None and start > current:
         return current
     same_connection = (SyncRun.connection_id == run.connection_id) if run.connection_id else (SyncRun.shop == run.shop)
     blockers = list(session.scalars(select(SyncRun.window_start).where(
         same_connection, SyncRun.id != run.id, SyncRun.status.in_(("queued", "running")),
         SyncRun.dry_run.is_(False), SyncRun.window_start.is_not(None),
         SyncRun.sync_type.in_(WATERMARK_SYNC_TYPES))))
-    target = min([run.window_end, *blockers])
+    target = min([end, *blockers])
     if current is None or target > current:
         set_watermark(session, key, target, stream)
         return target

@@ -243,6 +243,31 @@ class LedgerOrder(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
+class Refund(Base):
+    """A TikTok return or refund as we last read it, per Klaviyo account. ``refunded`` once the money
+    went back (a completed refund, or a replacement settled by a refund); ``amount`` is what was
+    refunded. ``unique_id`` is fixed the first time a Refunded Order is planned for it (see
+    workers/refund_mapping.py): the first refund of an order shares the order's id."""
+
+    __tablename__ = "refunds"
+    __table_args__ = (Index("ix_refunds_account_order", "account", "order_id"),)
+
+    account: Mapped[str] = mapped_column(String(64), primary_key=True)
+    return_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    order_id: Mapped[str] = mapped_column(String(64))
+    connection_id: Mapped[str | None] = mapped_column(String(64))
+    shop: Mapped[str] = mapped_column(String(128))
+    status: Mapped[str] = mapped_column(String(64))
+    return_type: Mapped[str] = mapped_column(String(32))
+    refunded: Mapped[bool] = mapped_column(Boolean, default=False)
+    amount: Mapped[Decimal] = mapped_column(Numeric(20, 4))
+    currency: Mapped[str] = mapped_column(String(3))
+    update_time: Mapped[datetime]
+    unique_id: Mapped[str | None] = mapped_column(String(160))
+    payload: Mapped[dict] = mapped_column(JSON)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
 class DeliveredEvent(Base):
     __tablename__ = "delivered_events"
 

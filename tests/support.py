@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 T0 = 1_790_000_000
 
 
@@ -53,18 +55,45 @@ def valid_orders(stack) -> list:
     return [o for o in (parse_order(raw) for raw in stack.tiktok.orders()) if not isinstance(o, InvalidOrder)]
 
 
+def refunded_returns(stack, shop=None) -> list:
+    """The stand-in's returns whose money went back, in the order ksync reads them (update time, id)."""
+    from tiktok.aftersales import parse_return
+
+    source = stack.tiktok.shop(shop) if shop is not None else stack.tiktok.shop(0)
+    returns = [r for r in map(parse_return, source.returns()) if getattr(r, "is_refunded", False)]
+    return sorted(returns, key=lambda r: (r.update_time, r.id))
+
+
 def expected_from(stack):
-    """Events and buyers the mapping rules imply for every valid order the TikTok stand-in holds:
-    ``({event key: event}, {external id: BuyerStats})``."""
+    """Events and buyers the mapping rules imply for every valid order (and completed refund) the
+    TikTok stand-in holds: ``({event key: event}, {external id: BuyerStats})``. Profile totals are
+    net of refunds."""
+    from decimal import Decimal
+
     from workers.mapping import buyer_stats, event_key, external_id, is_placed, ledger_entry, order_events
+    from workers.refund_mapping import refund_unique_id, refunded_amount, refunded_order_event
 
     orders = valid_orders(stack)
+    by_id = {o.id: o for o in orders}
     events = {event_key(e): e for o in orders for e in order_events(o)}
+    refunds: dict[str, list] = {}
+    taken: set[str] = set()
+    for ret in refunded_returns(stack):
+        if ret.order_id not in by_id:
+            continue
+        unique_id = refund_unique_id(ret.order_id, ret.id, ret.order_id in taken)
+        taken.add(ret.order_id)
+        event = refunded_order_event(ret, by_id[ret.order_id], unique_id)
+        events[event_key(event)] = event
+        refunds.setdefault(ret.order_id, []).append(refunded_amount(ret)[0])
     buyers: dict = {}
     for order in orders:
-        buyers.setdefault(order.user_id, []).append(order)
-    profiles = {external_id(u): buyer_stats(ledger_entry(o) for o in os_) for u, os_ in buyers.items()
-                if any(is_placed(o) for o in os_)}
+        entry = ledger_entry(order)
+        done = refunds.get(order.id, [])
+        buyers.setdefault(order.user_id, []).append(
+            dataclasses.replace(entry, refunded=sum(done, Decimal("0")), refunds=len(done)))
+    profiles = {external_id(u): buyer_stats(es) for u, es in buyers.items()
+                if any(e.placed for e in es)}
     return events, profiles
 
 

@@ -53,6 +53,7 @@ class BuyerStats:
     lifetime_value: Decimal
     currency: str | None
     last_order_at: datetime | None = None
+    refund_count: int = 0
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,9 @@ class LedgerEntry:
     currency: str
     placed_at: datetime | None = None
     shop: str = ""
+    #: What completed refunds gave back on this order, and how many there were.
+    refunded: Decimal = Decimal("0")
+    refunds: int = 0
 
 
 def is_placed(order: Order) -> bool:
@@ -97,10 +101,12 @@ def ledger_row(order: Order) -> dict:
 
 
 def buyer_stats(entries: Iterable[LedgerEntry]) -> BuyerStats:
-    """Count and value of a buyer's placed orders that were not cancelled (one entry per order id).
+    """Count and value of a buyer's placed orders that were not cancelled (one entry per order id),
+    the value net of what completed refunds gave back, and the number of those refunds.
 
     Value is summed in the currency of the buyer's orders; a shop sells in one
     currency, and entries in another currency are left out rather than mixed in.
+    A cancelled order is already out of the value, so its refund is not taken off again.
     """
     counted = [e for e in entries if e.placed and e.status != OrderStatus.CANCELLED.value]
     if not counted:
@@ -108,8 +114,10 @@ def buyer_stats(entries: Iterable[LedgerEntry]) -> BuyerStats:
     currency = counted[-1].currency
     same = [e for e in counted if e.currency == currency]
     dates = [e.placed_at for e in counted if e.placed_at]
-    return BuyerStats(order_count=len(same), lifetime_value=sum((e.total_amount for e in same), Decimal("0")),
-                      currency=currency, last_order_at=max(dates) if dates else None)
+    value = sum((e.total_amount - Decimal(getattr(e, "refunded", 0) or 0) for e in same), Decimal("0"))
+    refunds = sum(int(getattr(e, "refunds", 0) or 0) for e in counted)
+    return BuyerStats(order_count=len(same), lifetime_value=max(value, Decimal("0")), currency=currency,
+                      last_order_at=max(dates) if dates else None, refund_count=refunds)
 
 
 def valid_e164(phone: str | None) -> str | None:
@@ -159,6 +167,7 @@ def buyer_profile(order: Order, stats: BuyerStats, shops: Iterable[str] = ()) ->
         "tiktok_user_id": order.user_id,
         "tiktok_order_count": stats.order_count,
         "tiktok_lifetime_value": float(stats.lifetime_value),
+        "tiktok_refund_count": stats.refund_count,
     }
     if stats.currency:
         properties["tiktok_currency"] = stats.currency

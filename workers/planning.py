@@ -9,7 +9,8 @@ a re-run over the same window costs no Klaviyo budget.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from decimal import Decimal
 from typing import Iterable
 
 from tiktok.models import Order
@@ -79,7 +80,11 @@ def merged_entries(user_id: str, window: list[Order], known: list[LedgerEntry], 
     """The buyer's ledger with this window's orders (of ``shop``) replacing their older versions."""
     by_id = {e.order_id: e for e in known}
     for order in window:
-        by_id[order.id] = ledger_entry(order, shop)
+        before = by_id.get(order.id)
+        entry = ledger_entry(order, shop)
+        if before is not None and getattr(before, "refunds", 0):  # the order's refunds stay with it
+            entry = replace(entry, refunded=Decimal(before.refunded), refunds=int(before.refunds))
+        by_id[order.id] = entry
     return [e for e in by_id.values() if e.user_id == user_id]
 
 

@@ -67,6 +67,7 @@ def stream_window(ctx, run_id: str, window: Window, heartbeat: Callable[[], None
             batch, invalid = [], []
     _plan_events(run_id, batch, invalid, counts, send, names)
     _progress(run_id, counts["read"], counts["invalid"])
+    read_refunds(ctx, run_id, refunds_window(run_id, window), counts, send, heartbeat)
     _plan_profiles(run_id, started, kept if dry_run else None, counts, send, names)
     with session_scope() as session:
         run = session.get(SyncRun, run_id)
@@ -78,6 +79,113 @@ def stream_window(ctx, run_id: str, window: Window, heartbeat: Callable[[], None
     log.info("planned %d records from %d orders (%d invalid, %d events already delivered)", counts["items"],
              counts["read"], counts["invalid"], counts["already_delivered"])
     return counts
+
+
+def refunds_window(run_id: str, orders_window: Window) -> Window:
+    """The returns stream's window: from its own watermark (minus the lookback) to the orders
+    window's end; a connection's first read of returns starts with its orders window."""
+    from datetime import timedelta
+
+    from settings import get_settings
+
+    with session_scope() as session:
+        run = session.get(SyncRun, run_id)
+        options = run.options or {}
+        watermark = ledger.get_watermark(session, run.connection_id or run.shop, ledger.RETURNS_STREAM)
+        start = orders_window.start
+        if run.sync_type == "incremental" and watermark is not None and not options.get("since"):
+            start = watermark - timedelta(seconds=get_settings().lookback_seconds)
+        run.options = options | {"returns_window": [start.isoformat(), orders_window.end.isoformat()]}
+    return Window(start, orders_window.end)
+
+
+def read_refunds(ctx, run_id: str, window: Window, counts: dict, send, heartbeat=None, return_ids=None) -> None:
+    """Read the returns updated in ``window`` (or the ones named) and plan a Refunded Order for each
+    completed refund, a batch at a time; the buyers' orders are touched so their profiles (totals
+    net of refunds) are planned again."""
+    from tiktok.models import InvalidRecord
+
+    batch: list = []
+    found = ctx.tiktok.search_returns(window.start, window.end, return_ids=return_ids)
+    for number, record in enumerate(found, start=1):
+        if isinstance(record, InvalidRecord):
+            _record_invalid_return(run_id, record, counts)
+            continue
+        batch.append(record)
+        if len(batch) >= PLAN_BATCH_ORDERS // 20:  # returns are few; 50 a page, one batch a page
+            _plan_refunds(ctx, run_id, batch, counts, send)
+            batch = []
+        if heartbeat and number % PROGRESS_EVERY == 0:
+            heartbeat()
+    _plan_refunds(ctx, run_id, batch, counts, send)
+
+
+def _record_invalid_return(run_id: str, record, counts: dict) -> None:
+    import hashlib
+    import json
+
+    fingerprint = hashlib.sha256(json.dumps(record.raw, sort_keys=True, default=str).encode()).hexdigest()
+    key = record.record_id or f"unreadable:{fingerprint[:16]}"
+    with session_scope() as session:
+        if fingerprint in history.reported_failures(session, [("return", key)]).get(("return", key), ()):
+            counts["already_failing"] += 1
+            return
+        history.insert_items(session, run_id, [{"kind": "return", "key": key, "status": "failed",
+                                                "error": f"return {key}: {record.field}: {record.message}",
+                                                "payload": {"field": record.field}, "fingerprint": fingerprint}])
+    counts["items"] += 1
+
+
+def _plan_refunds(ctx, run_id: str, returns: list, counts: dict, send) -> None:
+    from .mapping import event_key, ledger_row
+    from .payloads import event_payload
+    from .refund_mapping import refund_row, refund_unique_id, refunded_order_event
+
+    if not returns:
+        return
+    order_ids = {r.order_id for r in returns}
+    with session_scope() as session:
+        run = session.get(SyncRun, run_id)
+        account, dry_run = run.account or "", run.dry_run
+        stored = {o.id: o for o in map(parse_order, ledger.stored_orders(session, account, order_ids))
+                  if not isinstance(o, InvalidOrder)}
+    missing = sorted(order_ids - set(stored))
+    fetched = [o for o in (ctx.tiktok.get_orders(missing) if missing else []) if not isinstance(o, InvalidOrder)]
+    stored.update({o.id: o for o in fetched})
+    refunded = sorted((r for r in returns if r.is_refunded and r.order_id in stored),
+                      key=lambda r: (r.update_time, r.id))
+    with session_scope() as session:
+        run = session.get(SyncRun, run_id)
+        if not dry_run:
+            ledger.upsert_orders(session, account, run.connection_id, run.shop, [ledger_row(o) for o in fetched])
+            ledger.upsert_refunds(session, account, run.connection_id, run.shop,
+                                  [refund_row(r, stored[r.order_id].payment.currency if r.order_id in stored else None)
+                                   for r in returns])
+        known = ledger.refunds_of_orders(session, account, order_ids)
+        chosen = {k.return_id: k.unique_id for k in known if k.unique_id}
+        taken = {k.order_id for k in known if k.unique_id == k.order_id}
+        events = []
+        for ret in refunded:
+            unique_id = chosen.get(ret.id) or refund_unique_id(ret.order_id, ret.id, ret.order_id in taken)
+            chosen[ret.id] = unique_id
+            if unique_id == ret.order_id:
+                taken.add(ret.order_id)
+            events.append(refunded_order_event(ret, stored[ret.order_id], unique_id))
+        keys = [event_key(e) for e in events]
+        delivered = ledger.delivered_keys(session, account, keys)
+        busy = ledger.in_flight(session, account, [("event", k) for k in keys], exclude_run=run_id)
+        planned = [(k, e) for k, e in zip(keys, events) if k not in delivered and ("event", k) not in busy]
+        status = "skipped" if dry_run else "pending"
+        ids = history.insert_items(session, run_id, [{"kind": EVENT, "key": k, "status": status,
+                                                     "payload": event_payload(e)} for k, e in planned], returning=True)
+        if not dry_run:
+            ledger.fix_refund_ids(session, account, {r.id: chosen[r.id] for r in refunded})
+            ledger.touch_orders(session, account, {r.order_id for r in refunded})
+    counts["items"] += len(ids)
+    counts["already_delivered"] += len(delivered)
+    counts["refunds_read"] = counts.get("refunds_read", 0) + len(returns)
+    if status == "pending" and ids:
+        send(EVENT, ids)
 
 
 def shop_names_of(ctx) -> dict[str, str]:

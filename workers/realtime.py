@@ -64,11 +64,27 @@ def take_orders(redis_client, connection_id: str) -> tuple[dict[str, int], float
     return decoded, float(_text(received)) if received else None
 
 
-def note_returns(redis_client, connection_id: str, return_id: str | None, order_id: str | None) -> None:
-    """A return or refund changed: noted for the connection's returns stream, which reads it at its
-    next poll (polling alone must also work, so the note only makes that poll come sooner)."""
-    if return_id or order_id:
-        redis_client.hset(f"{NAMESPACE}:{{{connection_id}}}:returns", return_id or f"order:{order_id}", order_id or "")
+def note_returns(redis_client, connection_id: str, return_id: str | None, order_id: str | None) -> bool:
+    """A return or refund changed: noted for the connection's next targeted fetch (the returns stream's
+    poll would find it too; the note makes it come within seconds). True when a fetch must be scheduled."""
+    if not (return_id or order_id):
+        return False
+    _, received_key, scheduled_key = _keys(connection_id)
+    pipe = redis_client.pipeline(transaction=True)
+    pipe.hset(f"{NAMESPACE}:{{{connection_id}}}:returns", return_id or f"order:{order_id}", order_id or "")
+    pipe.set(received_key, repr(time.time()), nx=True)
+    pipe.set(scheduled_key, 1, nx=True, px=SCHEDULE_GUARD_MS)
+    return bool(pipe.execute()[-1])
+
+
+def take_returns(redis_client, connection_id: str) -> dict[str, str]:
+    """The returns noted so far (return id, or ``order:<id>`` -> order id), atomically."""
+    key = f"{NAMESPACE}:{{{connection_id}}}:returns"
+    pipe = redis_client.pipeline(transaction=True)
+    pipe.hgetall(key)
+    pipe.delete(key)
+    found, _ = pipe.execute()
+    return {_text(k): _text(v) for k, v in found.items()}
 
 
 def _text(value) -> str:

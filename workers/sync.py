@@ -308,6 +308,16 @@ def newer_than_ledger(account: str, noted: dict[str, int]) -> dict[str, int]:
     return {i: t for i, t in noted.items() if i not in known or t > known[i] or not t}
 
 
+def stored_orders(run_id: str, order_ids: set[str]) -> list[Order]:
+    """The ledger's orders (of the run's account) with these ids, as orders."""
+    from tiktok import parse_order
+
+    with session_scope() as session:
+        run = session.get(SyncRun, run_id)
+        raw = ledger.stored_orders(session, run.account or "", order_ids, shop=run.shop) if order_ids else []
+    return [o for o in map(parse_order, raw) if not isinstance(o, InvalidOrder)]
+
+
 def mark_dispatched(run_id: str) -> None:
     """Every item's task is sent: from now on the run can finish (and a redelivered sync task
     finds nothing left to do)."""
@@ -337,6 +347,9 @@ def finish_if_done(run_id: str) -> SyncRun | None:
         run = history.finalize_if_done(session, run_id)
         if run is not None:
             ledger.advance_watermark(session, run)
+            returns = (run.options or {}).get("returns_window")
+            if returns:
+                ledger.advance_watermark(session, run, ledger.RETURNS_STREAM, tuple(map(parse_time, returns)))
             report(run)
         return run
 

@@ -29,7 +29,7 @@ from __future__ import annotations
 import logging
 import random
 import secrets
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 import redis
 from billiard.exceptions import SoftTimeLimitExceeded
@@ -289,29 +289,37 @@ def sync_orders(self, connection: str) -> str | None:
     settings = get_settings()
     redis_client = clients.redis_client()
     noted, received_at = realtime.take_orders(redis_client, connection)
-    if not noted:
+    returns = realtime.take_returns(redis_client, connection)
+    if not noted and not returns:
         return None
     run_id = None
     try:
         ctx = connections.context(connection)
         if ctx.status != "active":  # the scheduled syncs pick these up once it is active again
-            realtime.count(redis_client, "dropped_inactive", len(noted))
+            realtime.count(redis_client, "dropped_inactive", len(noted) + len(returns))
             return None
         fresh = sync.newer_than_ledger(ctx.account, noted)
         realtime.count(redis_client, "orders_already_known", len(noted) - len(fresh))
-        if not fresh:
+        if not fresh and not returns:
             return None
         run = sync.create_or_get_run(connection_id=connection, sync_type="realtime", trigger="webhook", dry_run=False,
                                      options={"lane": "realtime", "received_at": received_at}, run_id=None,
                                      settings=settings)
         run_id = run.id
         sync.begin(run_id, self.request.id, settings, ctx.account)
-        fetched = ctx.tiktok.get_orders(fresh)
-        realtime.count(redis_client, "tiktok_fetches", -(-len(fresh) // 50))
+        refund_orders = []
+        if returns:
+            counts = {"items": 0, "already_delivered": 0, "already_failing": 0}
+            reading.read_refunds(ctx, run_id, sync.Window(datetime.fromtimestamp(0, timezone.utc), utcnow()), counts,
+                                 lambda kind, ids: None, return_ids=[r for r in returns if not r.startswith("order:")])
+            refund_orders = sync.stored_orders(run_id, set(returns.values()) - {""})
+        fetched = ctx.tiktok.get_orders(fresh) if fresh else []
+        realtime.count(redis_client, "tiktok_fetches", -(-len(fresh) // 50) + (1 if returns else 0))
         orders = [o for o in fetched if not isinstance(o, InvalidOrder)
                   and int(o.update_time.timestamp()) >= fresh.get(o.id, 0)]
         invalid = [o for o in fetched if isinstance(o, InvalidOrder)]
-        sync.record_plan(run_id, orders, invalid, shop_names=reading.shop_names_of(ctx))
+        sync.record_plan(run_id, orders + [o for o in refund_orders if o.id not in fresh], invalid,
+                         shop_names=reading.shop_names_of(ctx))
     except (*TRANSIENT, RateLimitTimeout, TikTokAPIError) as exc:
         if isinstance(exc, TikTokAPIError) and not exc.retriable:
             if run_id:
@@ -319,6 +327,9 @@ def sync_orders(self, connection: str) -> str | None:
             return run_id
         # put the notes back for the retry (or the next fetch): nothing noted is dropped
         realtime.note_orders(redis_client, connection, noted.items(), received_at or realtime.now())
+        for return_id, order_id in returns.items():
+            realtime.note_returns(redis_client, connection, None if return_id.startswith("order:") else return_id,
+                                  order_id or None)
         if run_id:
             sync.stop(run_id, f"retried by the next fetch ({type(exc).__name__})")
         raise self.retry(countdown=_countdown(2), exc=exc)

@@ -107,8 +107,10 @@ def handle(notification, connection_ids: list[str], redis_client, settings) -> s
         return "queued"
     if kind == RETURN_STATUS_CHANGE:
         for connection_id in connection_ids:
-            realtime.note_returns(redis_client, connection_id, notification.subject, notification.order_id)
-        return "queued_for_refunds"
+            if realtime.note_returns(redis_client, connection_id, notification.subject, notification.order_id):
+                sync_orders.apply_async((connection_id,), countdown=settings.realtime_coalesce_ms / 1000,
+                                        queue="realtime")
+        return "queued"
     if kind == SELLER_DEAUTHORIZATION:
         reason = notification.data.get("message") or "the seller deauthorized the app"
         connections.needs_reauth(connection_ids[0], f"TikTok: {reason} (webhook); authorize again with "

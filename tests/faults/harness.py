@@ -29,8 +29,6 @@ from pathlib import Path
 from db import history
 from db.engine import session_scope
 from db.ledger import get_watermark
-from tiktok import InvalidOrder, parse_order
-from workers.mapping import event_key, external_id, is_placed, order_events
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = Path(os.environ.get("KSYNC_FAULT_RESULTS", ROOT / ".ksync" / "faults" / "results.jsonl"))
@@ -86,11 +84,12 @@ class FaultResult:
 
 
 def expected(stack) -> tuple[set[str], set[str]]:
-    """Event keys and profile external ids the mapping rules imply for the stand-in's valid orders."""
-    orders = [o for o in (parse_order(raw) for raw in stack.tiktok.orders()) if not isinstance(o, InvalidOrder)]
-    events = {event_key(e) for o in orders for e in order_events(o)}
-    profiles = {external_id(o.user_id) for o in orders if is_placed(o)}
-    return events, profiles
+    """Event keys (orders and completed refunds) and profile external ids the mapping rules imply
+    for the stand-in's valid orders."""
+    from tests.support import expected_from
+
+    events, profiles = expected_from(stack)
+    return set(events), set(profiles)
 
 
 def sweep_once() -> None:

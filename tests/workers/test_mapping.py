@@ -184,7 +184,7 @@ def test_profile_properties_come_from_the_ledger_totals_and_never_invent_consent
     last = datetime(2026, 10, 2, 9, 30, tzinfo=timezone.utc)
     profile = buyer_profile(load_order(make_order("COMPLETED")), BuyerStats(4, Decimal("120.40"), "USD", last))
     assert profile.properties == {"source": "TikTok Shop", "tiktok_user_id": "7021436810468230477",
-                                  "tiktok_order_count": 4, "tiktok_lifetime_value": 120.4, "tiktok_currency": "USD",
+                                  "tiktok_order_count": 4, "tiktok_lifetime_value": 120.4, "tiktok_refund_count": 0, "tiktok_currency": "USD",
                                   "tiktok_last_order_at": "2026-10-02T09:30:00+00:00"}
     assert profile.subscriptions is None
 

@@ -197,3 +197,16 @@ def test_with_the_web_service_down_the_next_scheduled_sync_delivers_every_change
     run = wait_for_run(enqueue_sync(days_back=1))
     assert run.status == "succeeded"
     assert all(f"Fulfilled Order|{o.id}" in klaviyo_events(stack) for o in moving)
+
+
+def test_a_completed_refund_reaches_klaviyo_through_its_webhook(live):
+    stack, web = live
+    returned = {r["order_id"] for r in stack.tiktok.shop(0).returns()}
+    [order] = [o for o in orders_in(stack, FULFILLED_STATUSES, 50) if o.id not in returned][:1]
+    before = stack.tiktok.counters()["requests"].get("/order/202309/orders/search", {})
+    shop = stack.tiktok.shop(0)
+    ret = shop.create_return(order.id, "REFUND")
+    shop.complete_refund(ret["return_id"])
+    wait_until(lambda: f"Refunded Order|{order.id}" in klaviyo_events(stack), 20, "Refunded Order in Klaviyo")
+    assert stack.tiktok.counters()["requests"].get("/order/202309/orders/search", {}) == before  # no poll did it
+    assert web.metric("ksync_webhooks_total", type="12", outcome="queued") >= 1
