@@ -20,6 +20,8 @@ import re
 import sys
 import time
 
+from klaviyo.masking import mask_phone  # one masking rule, for reprs and log lines
+
 EMAIL_RE = re.compile(r"(?<![\w.+-])([\w.+-])[\w.+-]*@([\w-]+(?:\.[\w-]+)+)")
 #: Phone-shaped text: E.164 (+14155550123), TikTok's masked form ((+1)213-***-1234) or a
 #: formatted number (+1 415-555-0123), wherever it sits in a sentence ("tel:+1...", "...0123.").
@@ -32,25 +34,6 @@ PHONE_RE = re.compile(
 _secrets: set[str] = set()
 run_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("ksync_run_id", default=None)
 task_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("ksync_task_id", default=None)
-
-
-def mask_email(email: str | None) -> str | None:
-    """``jane.doe@example.com`` -> ``j***@example.com``."""
-    if not email or "@" not in email:
-        return email
-    local, _, domain = email.partition("@")
-    return f"{local[:1]}***@{domain}"
-
-
-def mask_phone(phone: str | None) -> str | None:
-    """``+14155550123`` -> ``+1******0123``: country prefix and last four digits stay."""
-    if not phone:
-        return phone
-    digits = re.sub(r"\D", "", phone)
-    if len(digits) < 6:
-        return "***"
-    prefix = "+" if phone.strip().startswith("+") else ""
-    return f"{prefix}{digits[:1]}{'*' * (len(digits) - 5)}{digits[-4:]}"
 
 
 def register_secret(value: str | None) -> None:

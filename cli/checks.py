@@ -190,13 +190,15 @@ def beat(client) -> Check:
 
 def klaviyo() -> Check:
     """One cheap read (the first page of lists) with the configured key, no retries."""
-    from klaviyo import KlaviyoAPIError, KlaviyoAuthError, KlaviyoClient, RetryPolicy
+    from klaviyo import KlaviyoAPIError, KlaviyoAuthError, RetryPolicy
 
     s = get_settings()
     if not s.klaviyo_api_key:
         return Check("klaviyo", False, "KLAVIYO_API_KEY is not set")
     try:
-        client = KlaviyoClient.from_settings(s, retry=RetryPolicy(max_429=0, max_5xx=0, max_network=0), timeout=10)
+        from workers.clients import klaviyo_from_settings
+
+        client = klaviyo_from_settings(s, retry=RetryPolicy(max_429=0, max_5xx=0, max_network=0), timeout=10)
         with client:
             next(iter(client.get_lists()), None)
     except KlaviyoAuthError as exc:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import re
 import time
 from typing import Iterable, Iterator
@@ -85,7 +86,7 @@ class KlaviyoClient:
     Parameters:
         api_key(str): a private API key (``pk_...``).
         base_url(str): ``https://a.klaviyo.com/api``, or a stand-in's URL. Default: ``KLAVIYO_API_BASE_URL``
-            from the environment or ``.env`` (the seed sets it and then calls the constructor), else Klaviyo's.
+            from the environment (the seed sets it and then calls the constructor), else Klaviyo's.
         revision(str): the ``revision`` header sent with every request; default ``KLAVIYO_REVISION`` or ours.
         timeout(float): seconds per HTTP request.
         rate_limiter: ``acquire(bucket, timeout)`` / ``cool_down(bucket, s)``; default a per-process bucket.
@@ -98,12 +99,8 @@ class KlaviyoClient:
                  limiter_timeout: float | None = None, pool_size: int = 10, sleep=time.sleep):
         if not api_key:
             raise KlaviyoAuthError("No Klaviyo API key: set KLAVIYO_API_KEY")
-        if base_url is None or revision is None:
-            from settings import get_settings
-
-            settings = get_settings()
-            base_url = base_url or settings.klaviyo_api_base_url or DEFAULT_BASE_URL
-            revision = revision or settings.klaviyo_revision or REVISION
+        base_url = base_url or os.environ.get("KLAVIYO_API_BASE_URL") or DEFAULT_BASE_URL
+        revision = revision or os.environ.get("KLAVIYO_REVISION") or REVISION
         self.revision = revision
         self._sleep = sleep
         self.http = Transport(api_key, base_url, revision, timeout,
@@ -119,12 +116,13 @@ class KlaviyoClient:
         return self.http.rate_limiter
 
     @classmethod
-    def from_settings(cls, settings=None, **kwargs) -> "KlaviyoClient":
-        from settings import get_settings
-
-        s = settings or get_settings()
-        s.require("KLAVIYO_API_KEY")
-        return cls(s.klaviyo_api_key, base_url=s.klaviyo_api_base_url, revision=s.klaviyo_revision, **kwargs)
+    def from_env(cls, environ=None, **kwargs) -> "KlaviyoClient":
+        """A client from ``KLAVIYO_API_KEY``, ``KLAVIYO_API_BASE_URL`` and ``KLAVIYO_REVISION`` (a
+        mapping, default the process environment); keyword arguments win."""
+        env = os.environ if environ is None else environ
+        kwargs.setdefault("base_url", env.get("KLAVIYO_API_BASE_URL") or DEFAULT_BASE_URL)
+        kwargs.setdefault("revision", env.get("KLAVIYO_REVISION") or REVISION)
+        return cls(env.get("KLAVIYO_API_KEY", ""), **kwargs)
 
     def __repr__(self) -> str:
         return f"KlaviyoClient(base_url={self.base_url!r}, revision={self.revision!r})"

@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from functools import cached_property
 
-from logs import mask_email, mask_phone
+from .masking import mask_email, mask_phone
 
 
 @dataclass(frozen=True)

@@ -70,7 +70,7 @@ def expected_from(stack):
     net of refunds."""
     from decimal import Decimal
 
-    from workers.mapping import buyer_stats, event_key, external_id, is_placed, ledger_entry, order_events
+    from workers.mapping import buyer_stats, event_key, external_id, ledger_entry, order_events
     from workers.refund_mapping import refund_unique_id, refunded_amount, refunded_order_event
 
     orders = valid_orders(stack)

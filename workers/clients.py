@@ -14,7 +14,7 @@ from __future__ import annotations
 import redis
 
 import logs
-from klaviyo import RetryPolicy
+from klaviyo import KlaviyoClient, RetryPolicy
 from settings import Settings, get_settings
 from tiktok import TikTokRetryPolicy, TikTokShopClient
 
@@ -60,6 +60,14 @@ def redis_client() -> redis.Redis:
         _cache["redis"] = redis.Redis.from_url(get_settings().redis_url, socket_timeout=10, socket_connect_timeout=5,
                                                health_check_interval=30, retry_on_timeout=True)
     return _cache["redis"]
+
+
+def klaviyo_from_settings(settings: Settings, **kwargs) -> KlaviyoClient:
+    """A Klaviyo client from ksync's settings (``.env`` included), its key registered for redaction."""
+    settings.require("KLAVIYO_API_KEY")
+    logs.register_secret(settings.klaviyo_api_key)
+    return KlaviyoClient(settings.klaviyo_api_key, base_url=settings.klaviyo_api_base_url,
+                         revision=settings.klaviyo_revision, **kwargs)
 
 
 def tiktok_from_settings(settings: Settings, shop_cipher: str | None = None, **kwargs) -> TikTokShopClient:

@@ -41,7 +41,7 @@ from tiktok import (
     webhook_signature,
 )
 from workers.api import enqueue_sync, retry_failed
-from workers.clients import tiktok_from_settings
+from workers.clients import klaviyo_from_settings, tiktok_from_settings
 from workers.mapping import is_placed
 from workers.ratelimit import RedisRateLimiter
 
@@ -264,7 +264,7 @@ def test_settings_clients_limiter_token_store_and_auth_errors_show_no_secret(mak
     wrong_key, wrong_secret = "pk_wrong_key_0123456789", "wrong-app-secret-0123"
     needles = secrets | {"the wrong API key": wrong_key, "the wrong app secret": wrong_secret,
                          "the Flower password": "flower-pass-123"}
-    klaviyo = KlaviyoClient.from_settings(settings, rate_limiter=NoRateLimit())
+    klaviyo = klaviyo_from_settings(settings, rate_limiter=NoRateLimit())
     tiktok = tiktok_from_settings(settings)
     store = RedisTokenStore(redis_client, settings.tiktok_app_key)
     store.save(TokenPair(settings.tiktok_access_token, settings.tiktok_refresh_token, 1, 2))

@@ -19,6 +19,7 @@ from klaviyo import (
 from sandbox.klaviyo import KlaviyoStandIn
 from sandbox.redis import free_port
 from settings import Settings
+from workers.clients import klaviyo_from_settings
 
 KEY = "pk_secret_0123456789abcdef"
 NO_RETRIES = RetryPolicy(max_429=0, max_5xx=0, max_network=0)
@@ -77,7 +78,7 @@ def test_a_scheme_less_base_url_in_the_settings_fails_before_any_request():
     settings = Settings(klaviyo_api_key=KEY, klaviyo_api_base_url="a.klaviyo.com/api")
     slept = []
     with pytest.raises(KlaviyoConfigError):
-        KlaviyoClient.from_settings(settings, sleep=slept.append)
+        klaviyo_from_settings(settings, sleep=slept.append)
     assert slept == []
 
 
