@@ -134,7 +134,7 @@ def test_panels_have_unique_ids_and_fit_the_grid_without_overlapping():
 
 def test_every_query_has_its_own_ref_id_and_the_dashboards_data_source():
     variables = {v["name"] for v in DASHBOARD["templating"]["list"]}
-    assert "datasource" in variables and "shop" in variables
+    assert "datasource" in variables and "connection" in variables
     for panel in panels():
         refs = [t["refId"] for t in panel["targets"]]
         assert len(refs) == len(set(refs)) and refs, panel["title"]

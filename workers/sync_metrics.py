@@ -1,7 +1,7 @@
 """Prometheus view of sync history: runs, records and watermarks, read from the database at scrape time.
 
 Why from the database: every worker process on every host already writes each run's
-outcome, each record's status and each shop's watermark there. A counter kept in a
+outcome, each record's status and each connection's watermark there. A counter kept in a
 worker's memory would count that process only (Celery's prefork children each have
 their own) and vanish when the child is recycled; merging them needs a shared
 directory and breaks across hosts. Read from sync history, the numbers are the
@@ -11,14 +11,14 @@ shared rate limiter's Redis counters (429s, waits).
 
 Metrics (statuses are whatever strings the rows hold, so a new status needs no change):
 
-- ``ksync_runs_total{shop,sync_type,status}``: runs that ended, by final status. A counter:
+- ``ksync_runs_total{connection,sync_type,status}``: runs that ended, by final status. A counter:
   a final run never changes (``db.models.FINAL_RUN_STATUSES``).
-- ``ksync_runs_open{shop,sync_type,status}``: runs queued or running now.
-- ``ksync_run_last_finished_timestamp_seconds{shop,sync_type,status}``.
-- ``ksync_records_total{shop,kind,status}``: records whose outcome is final (succeeded,
+- ``ksync_runs_open{connection,sync_type,status}``: runs queued or running now.
+- ``ksync_run_last_finished_timestamp_seconds{connection,sync_type,status}``.
+- ``ksync_records_total{connection,kind,status}``: records whose outcome is final (succeeded,
   failed, skipped, unsent...: anything not in ``OPEN_ITEM_STATUSES``). A counter.
-- ``ksync_records_open{shop,kind,status}``: records pending or being sent now.
-- ``ksync_watermark_timestamp_seconds{shop,stream}`` and ``ksync_watermark_age_seconds``.
+- ``ksync_records_open{connection,kind,status}``: records pending or being sent now.
+- ``ksync_watermark_timestamp_seconds{connection,stream}`` and ``ksync_watermark_age_seconds``.
 - ``ksync_sync_interval_seconds``: ``KSYNC_SYNC_INTERVAL_SECONDS``, so alert rules can
   say "older than N intervals" without repeating the setting.
 - ``ksync_metrics_up``: 0 when sync history could not be read (the rest is then absent).
@@ -66,7 +66,7 @@ class SyncCollector:
         self._interval = sync_interval_seconds
         self._clock = clock
         self._lock = threading.Lock()  # scrapes may come in parallel (a threaded HTTP server)
-        #: Record counts of finished runs, counted once: {(shop, kind, status): n}, and their run ids.
+        #: Record counts of finished runs, counted once: {(connection, kind, status): n}, and their run ids.
         self._settled: Counter = Counter()
         self._settled_runs: set[str] = set()
         #: Runs created before this are all settled (counted and kept), so they are not read again.
@@ -95,15 +95,16 @@ class SyncCollector:
         from db.models import FINAL_RUN_STATUSES, OPEN_ITEM_STATUSES, SyncRun
 
         runs_total = CounterMetricFamily("ksync_runs", "Runs that ended, by final status",
-                                         labels=["shop", "sync_type", "status"])
+                                         labels=["connection", "sync_type", "status"])
         runs_open = GaugeMetricFamily("ksync_runs_open", "Runs queued or running now",
-                                      labels=["shop", "sync_type", "status"])
+                                      labels=["connection", "sync_type", "status"])
         last = GaugeMetricFamily("ksync_run_last_finished_timestamp_seconds",
                                  "When the last run of this kind ended with this status",
-                                 labels=["shop", "sync_type", "status"])
-        rows = session.execute(select(SyncRun.shop, SyncRun.sync_type, SyncRun.status, func.count(),
+                                 labels=["connection", "sync_type", "status"])
+        connection = func.coalesce(SyncRun.connection_id, SyncRun.shop)
+        rows = session.execute(select(connection, SyncRun.sync_type, SyncRun.status, func.count(),
                                       func.max(SyncRun.finished_at))
-                               .group_by(SyncRun.shop, SyncRun.sync_type, SyncRun.status))
+                               .group_by(connection, SyncRun.sync_type, SyncRun.status))
         for shop, sync_type, status, count, finished in rows:
             labels = [shop, sync_type, status]
             if status in FINAL_RUN_STATUSES:
@@ -114,9 +115,9 @@ class SyncCollector:
                 runs_open.add_metric(labels, count)
 
         records_total = CounterMetricFamily("ksync_records", "Records whose outcome is final, by status",
-                                            labels=["shop", "kind", "status"])
+                                            labels=["connection", "kind", "status"])
         records_open = GaugeMetricFamily("ksync_records_open", "Records pending or being sent now",
-                                         labels=["shop", "kind", "status"])
+                                         labels=["connection", "kind", "status"])
         live = self._record_counts(session, FINAL_RUN_STATUSES, OPEN_ITEM_STATUSES)
         for (shop, kind, status), count in sorted((self._settled + live).items()):
             family = records_open if status in OPEN_ITEM_STATUSES else records_total
@@ -124,13 +125,14 @@ class SyncCollector:
 
         return [runs_total, runs_open, last, records_total, records_open, *self._watermarks(session),
                 GaugeMetricFamily("ksync_sync_interval_seconds", "KSYNC_SYNC_INTERVAL_SECONDS: the beat's period "
-                                  "per shop", value=self._interval)]
+                                  "per connection", value=self._interval)]
 
     def _record_counts(self, session, final_statuses, open_statuses) -> Counter:
         """Counts of the runs not settled yet; runs that turn out settled are moved to ``_settled``."""
         from db.models import SyncItem, SyncRun
 
-        runs = session.execute(select(SyncRun.id, SyncRun.shop, SyncRun.status, SyncRun.created_at)
+        runs = session.execute(select(SyncRun.id, func.coalesce(SyncRun.connection_id, SyncRun.shop), SyncRun.status,
+                                      SyncRun.created_at)
                                .where(SyncRun.created_at >= self._since))
         pending = {run_id: (shop, status, created) for run_id, shop, status, created in runs
                    if run_id not in self._settled_runs}
@@ -163,15 +165,16 @@ class SyncCollector:
         from db.models import SyncState
 
         stamp = GaugeMetricFamily("ksync_watermark_timestamp_seconds",
-                                  "Orders updated before this are synced (the shop's watermark)",
-                                  labels=["shop", "stream"])
+                                  "Orders updated before this are synced (the connection's watermark)",
+                                  labels=["connection", "stream"])
         age = GaugeMetricFamily("ksync_watermark_age_seconds", "Seconds since the watermark (how far behind)",
-                                labels=["shop", "stream"])
+                                labels=["connection", "stream"])
         now = self._clock()
-        for shop, stream, watermark in session.execute(select(SyncState.shop, SyncState.stream, SyncState.watermark)):
+        for connection, stream, watermark in session.execute(select(SyncState.connection_id, SyncState.stream,
+                                                                    SyncState.watermark)):
             if watermark is not None:
-                stamp.add_metric([shop, stream], _epoch(watermark))
-                age.add_metric([shop, stream], max(0.0, now - _epoch(watermark)))
+                stamp.add_metric([connection, stream], _epoch(watermark))
+                age.add_metric([connection, stream], max(0.0, now - _epoch(watermark)))
         return [stamp, age]
 
 

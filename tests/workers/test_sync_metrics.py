@@ -62,16 +62,16 @@ def test_runs_and_records_are_counted_by_whatever_status_they_hold(migrated_data
     samples = scrape(SyncCollector())
 
     assert value(samples, "ksync_metrics_up") == 1
-    assert value(samples, "ksync_runs_total", shop="shop-a", sync_type="manual", status="succeeded") == 1
-    assert value(samples, "ksync_runs_total", shop="shop-a", sync_type="manual", status="failed") == 1
-    assert value(samples, "ksync_runs_open", shop="shop-b", sync_type="manual", status="running") == 1
-    assert value(samples, "ksync_records_total", shop="shop-a", kind="event", status="succeeded") == 4
-    assert value(samples, "ksync_records_total", shop="shop-a", kind="event", status="unsent") == 4
-    assert value(samples, "ksync_records_total", shop="shop-a", kind="order", status="failed") == 1
-    assert value(samples, "ksync_records_total", shop="shop-b", kind="event", status="succeeded") == 1
-    assert value(samples, "ksync_records_open", shop="shop-b", kind="event", status="pending") == 2
-    assert value(samples, "ksync_records_open", shop="shop-b", kind="event", status="sending") == 1
-    finished = value(samples, "ksync_run_last_finished_timestamp_seconds", shop="shop-a", sync_type="manual",
+    assert value(samples, "ksync_runs_total", connection="shop-a", sync_type="manual", status="succeeded") == 1
+    assert value(samples, "ksync_runs_total", connection="shop-a", sync_type="manual", status="failed") == 1
+    assert value(samples, "ksync_runs_open", connection="shop-b", sync_type="manual", status="running") == 1
+    assert value(samples, "ksync_records_total", connection="shop-a", kind="event", status="succeeded") == 4
+    assert value(samples, "ksync_records_total", connection="shop-a", kind="event", status="unsent") == 4
+    assert value(samples, "ksync_records_total", connection="shop-a", kind="order", status="failed") == 1
+    assert value(samples, "ksync_records_total", connection="shop-b", kind="event", status="succeeded") == 1
+    assert value(samples, "ksync_records_open", connection="shop-b", kind="event", status="pending") == 2
+    assert value(samples, "ksync_records_open", connection="shop-b", kind="event", status="sending") == 1
+    finished = value(samples, "ksync_run_last_finished_timestamp_seconds", connection="shop-a", sync_type="manual",
                      status="failed")
     assert abs(finished - NOW.timestamp()) < 1
 
@@ -81,7 +81,7 @@ def test_a_finished_run_is_counted_once_and_a_running_one_at_every_scrape(migrat
     done = run_with("shop-a", "succeeded", [("event", "succeeded")] * 2)
     running = run_with("shop-a", "running", [("event", "pending")] * 3)
     first = scrape(collector)
-    assert value(first, "ksync_records_open", shop="shop-a", kind="event", status="pending") == 3
+    assert value(first, "ksync_records_open", connection="shop-a", kind="event", status="pending") == 3
 
     with session_scope() as session:  # the running run settles; the finished one is not read again
         session.execute(update(SyncItem).where(SyncItem.run_id == running).values(status="succeeded"))
@@ -89,9 +89,9 @@ def test_a_finished_run_is_counted_once_and_a_running_one_at_every_scrape(migrat
         session.execute(update(SyncItem).where(SyncItem.run_id == done)
                         .values(status="failed"))  # never happens to a finished run: proves it is not re-read
     second = scrape(collector)
-    assert value(second, "ksync_records_total", shop="shop-a", kind="event", status="succeeded") == 5
-    assert value(second, "ksync_records_open", shop="shop-a", kind="event", status="pending") is None
-    assert value(scrape(SyncCollector()), "ksync_records_total", shop="shop-a", kind="event", status="failed") == 2
+    assert value(second, "ksync_records_total", connection="shop-a", kind="event", status="succeeded") == 5
+    assert value(second, "ksync_records_open", connection="shop-a", kind="event", status="pending") is None
+    assert value(scrape(SyncCollector()), "ksync_records_total", connection="shop-a", kind="event", status="failed") == 2
 
 
 def test_two_collectors_read_the_same_numbers(migrated_database):
@@ -106,8 +106,8 @@ def test_watermark_age_per_shop_and_the_interval_it_is_measured_against(migrated
     with session_scope() as session:
         ledger.set_watermark(session, "shop-a", NOW - timedelta(minutes=25))
     samples = scrape(SyncCollector(sync_interval_seconds=600, clock=lambda: NOW.timestamp()))
-    assert value(samples, "ksync_watermark_age_seconds", shop="shop-a", stream="orders") == 1500
-    assert value(samples, "ksync_watermark_timestamp_seconds", shop="shop-a", stream="orders") == \
+    assert value(samples, "ksync_watermark_age_seconds", connection="shop-a", stream="orders") == 1500
+    assert value(samples, "ksync_watermark_timestamp_seconds", connection="shop-a", stream="orders") == \
         (NOW - timedelta(minutes=25)).timestamp()
     assert value(samples, "ksync_sync_interval_seconds") == 600
 
@@ -136,8 +136,8 @@ def test_the_exporter_serves_the_stacks_numbers_from_every_worker_process(make_s
     samples = {(s.name, frozenset(s.labels.items())): s.value
                for f in text_string_to_metric_families(printed.stdout) for s in f.samples}
     for (kind, status), n in counts.items():
-        assert value(samples, "ksync_records_total", shop=run.shop, kind=kind, status=status) == n
-    assert value(samples, "ksync_runs_total", shop=run.shop, sync_type="manual", status=run.status) == 1
+        assert value(samples, "ksync_records_total", connection=run.connection_id or run.shop, kind=kind, status=status) == n
+    assert value(samples, "ksync_runs_total", connection=run.connection_id or run.shop, sync_type="manual", status=run.status) == 1
     assert any(name == "ksync_ratelimit_grants_total" for name, _ in samples)
     assert stack.env["KLAVIYO_API_KEY"] not in printed.stdout
 
