@@ -12,7 +12,8 @@ from gunicorn.app.base import BaseApplication
 
 class WebService(BaseApplication):
     def __init__(self, bind: str, workers: int, timeout: int):
-        self.options = {"bind": bind, "workers": workers, "timeout": timeout, "graceful_timeout": timeout,
+        #: A webhook takes milliseconds: on SIGTERM, 10 s is ample for requests in flight to end.
+        self.options = {"bind": bind, "workers": workers, "timeout": timeout, "graceful_timeout": min(timeout, 10),
                         "accesslog": "-", "errorlog": "-", "worker_class": "sync",
                         "post_fork": _fresh_process}
         super().__init__()

@@ -72,8 +72,8 @@ class Options:
         return options
 
     def check(self) -> None:
-        if self.sync_interval_seconds < 60:
-            raise ConfigError(f"sync_interval_seconds must be at least 60, got {self.sync_interval_seconds}")
+        if self.sync_interval_seconds < 1:
+            raise ConfigError(f"sync_interval_seconds must be at least 1, got {self.sync_interval_seconds}")
         if not 0 < self.rate_limit_share <= 1:
             raise ConfigError(f"rate_limit_share must be more than 0 and at most 1, got {self.rate_limit_share}")
         if self.relay_email not in RELAY_EMAIL_CHOICES:

@@ -268,7 +268,7 @@ def record_invalid(session, run_id: str, invalid: list[InvalidOrder], replay: bo
     return len(fresh)
 
 
-def replan_failures(run_id: str, failed: list[tuple[str, str]], client, shop_names: dict | None = None) -> Plan:
+def replan_failures(run_id: str, failed: list[tuple[str, str]], ctx, shop_names: dict | None = None) -> Plan:
     """Plan a retry of ``failed`` (kind, key) records from what we know now: profiles and events
     from the ledger's latest orders (so a replay never sends an older payload over newer data, and
     skips what a later run delivered), orders we could not read fetched from TikTok again."""
@@ -278,7 +278,7 @@ def replan_failures(run_id: str, failed: list[tuple[str, str]], client, shop_nam
 
     order_ids = [key for kind, key in failed if kind == ORDER and not key.startswith("unreadable:")]
     fetched, invalid = [], []
-    for order in client.get_orders(order_ids) if order_ids else []:
+    for order in ctx.tiktok.get_orders(order_ids) if order_ids else []:
         (invalid if isinstance(order, InvalidOrder) else fetched).append(order)
     wanted = {(kind, key) for kind, key in failed if kind in (EVENT, PROFILE)}
     event_orders = {key.split("|", 1)[1].split(":", 1)[0] for kind, key in wanted if kind == EVENT and "|" in key}
@@ -290,7 +290,27 @@ def replan_failures(run_id: str, failed: list[tuple[str, str]], client, shop_nam
     orders = [o for o in stored if not isinstance(o, InvalidOrder)] + fetched
     only = (wanted | {(EVENT, event_key(e)) for o in fetched for e in order_events(o)}
             | {(PROFILE, external_id(o.user_id)) for o in fetched if is_placed(o)})
-    return record_plan(run_id, orders, invalid, only=only, replay=True, shop_names=shop_names)
+    plan = record_plan(run_id, orders, invalid, only=only, replay=True, shop_names=shop_names)
+    replan_refunds(ctx, run_id, {key for kind, key in wanted if kind == EVENT and key.startswith("Refunded Order|")})
+    return plan
+
+
+def replan_refunds(ctx, run_id: str, keys: set[str]) -> None:
+    """Failed Refunded Orders, planned again from the refunds ledger (their unique ids as chosen)."""
+    from tiktok.aftersales import Return, parse_return
+
+    from .reading import _plan_refunds
+
+    if not keys:
+        return
+    orders = {key.split("|", 1)[1].split(":", 1)[0] for key in keys}
+    with session_scope() as session:
+        run = session.get(SyncRun, run_id)
+        rows = [r for r in ledger.refunds_of_orders(session, run.account or "", orders)
+                if f"Refunded Order|{r.unique_id}" in keys]
+        payloads = [r.payload for r in rows]
+    returns = [r for r in map(parse_return, payloads) if isinstance(r, Return)]
+    _plan_refunds(ctx, run_id, returns, {"items": 0, "already_delivered": 0}, lambda kind, ids: None)
 
 
 def newer_than_ledger(account: str, noted: dict[str, int]) -> dict[str, int]:

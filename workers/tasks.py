@@ -462,7 +462,7 @@ def retry_failed(self, parent_run_id: str, run_id: str) -> str:
                 run = session.get(SyncRun, run_id)
                 history.start_run(session, run, self.request.id)
                 run.account = ctx.account
-            sync.replan_failures(run_id, failed, ctx.tiktok, reading.shop_names_of(ctx))
+            sync.replan_failures(run_id, failed, ctx, reading.shop_names_of(ctx))
     except (*TRANSIENT, RateLimitTimeout) as exc:
         raise self.retry(countdown=_countdown(5), exc=exc)
     except TikTokAPIError as exc:

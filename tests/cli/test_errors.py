@@ -124,7 +124,7 @@ def test_sync_wait_says_within_seconds_that_no_worker_consumes_the_queues(migrat
     finally:
         process.kill()
         process.wait(10)
-    assert "no worker is consuming any of the sync, profiles, events, bulk, backfill, realtime queues" in line, line
+    assert "no worker is consuming any of the sync, realtime, profiles, events, bulk, backfill queues" in line, line
     assert "celery -A workers.app worker" in line
     assert elapsed < 15, elapsed  # start-up, queueing and a 1.5 s ask of the workers
 

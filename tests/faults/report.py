@@ -75,8 +75,8 @@ DESCRIPTIONS = {
                            "where it was; the key is restored and the next scheduled sync alone sends everything.",
     "SIGKILL every worker": "every worker's process group killed 3 s into a 1,500-order sync and one fresh worker "
                             "started at once: what the dead workers held is sent again once its lease lapses.",
-    "two beats started by mistake": "two beat processes with a 10-s period for 36 s: both fire every period, "
-                                    "one sync runs per period.",
+    "two beats started by mistake": "two beat processes for 36 s, each sending the due-connection dispatcher "
+                                    "every 2 s against a 10-s sync period: one sync runs per period.",
 }
 
 

@@ -49,7 +49,7 @@ SECRET_ENV = ("KLAVIYO_API_KEY", "TIKTOK_APP_SECRET", "TIKTOK_ACCESS_TOKEN", "TI
 ITEM_QUEUES = ("profiles", "events", "bulk")
 E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 #: What an item task may carry: its run id and item id(s). A sync task: shop cipher, window, flags.
-SYNC_KWARGS = {"shop", "trigger", "sync_type", "days_back", "since", "until", "dry_run", "run_id"}
+SYNC_KWARGS = {"connection", "shop", "trigger", "sync_type", "days_back", "since", "until", "dry_run", "run_id"}
 
 
 def leaks(text: str, needles: dict[str, str]) -> list[str]:

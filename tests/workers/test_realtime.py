@@ -46,9 +46,9 @@ class WebService:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
-                if requests.get(self.url + "/healthz", timeout=1).ok:
+                if requests.get(self.url + "/healthz", timeout=3).ok:
                     return self
-            except requests.ConnectionError:
+            except requests.RequestException:  # not up yet, or a loaded machine answering slowly
                 time.sleep(0.2)
         raise RuntimeError("ksync serve did not answer /healthz:\n" + (self.stack.log_dir / "web.log").read_text())
 
@@ -57,10 +57,10 @@ class WebService:
         if self.process and self.process.poll() is None:
             os.kill(self.process.pid, signal.SIGTERM)
             try:
-                self.process.wait(30)
+                self.process.wait(45)
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
-                raise AssertionError("ksync serve did not stop within 30 s of SIGTERM")
+                raise AssertionError("ksync serve did not stop within 45 s of SIGTERM")
 
     def metric(self, name: str, **labels) -> float:
         """The value of one sample of /metrics (0 when absent)."""
