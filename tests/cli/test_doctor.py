@@ -42,7 +42,7 @@ def test_doctor_says_what_to_do_when_workers_beat_and_klaviyo_are_wrong(make_sta
     report = lines(result)
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stdout + result.stderr
     assert report["config"][0] == report["database"][0] == report["redis"][0] == report["tiktok"][0] == "OK"
-    assert report["workers"] == ("FAIL", "no worker is consuming any of the sync, profiles, events, bulk queues; "
+    assert report["workers"] == ("FAIL", "no worker is consuming any of the sync, profiles, events, bulk, backfill queues; "
                                          "start one: celery -A workers.app worker -Q sync,profiles,events,bulk,backfill -E")
     assert report["beat"][0] == "FAIL" and report["beat"][1].startswith("2 beats are running")
     assert report["klaviyo"] == ("FAIL", "Klaviyo refused the key (401): check KLAVIYO_API_KEY and its scopes")
