@@ -35,7 +35,7 @@ from tiktok import (MemoryTokenStore, Shop, TikTokAPIError, TikTokReauthorizatio
                     TikTokShopClient, TokenGrant, TokenPair, authorization_url)
 
 from . import clients
-from .connection_checks import CHECK_TIMEOUT, NO_RETRIES, klaviyo_problem, tiktok_problem
+from .connection_checks import CHECK_TIMEOUT, CHECK_RETRY, klaviyo_problem, tiktok_problem
 from .connections import ENV_AUTHORIZATION, DatabaseTokenStore, Options, forget
 
 #: Ids the environment's implicit connections take (``default``, ``default-2``, ...).
@@ -111,7 +111,7 @@ def klaviyo_account(api_key: str, settings: Settings) -> str:
     register_secret(api_key)
     try:
         with KlaviyoClient(api_key, base_url=settings.klaviyo_api_base_url, revision=settings.klaviyo_revision,
-                           retry=NO_RETRIES, timeout=CHECK_TIMEOUT) as client:
+                           retry=CHECK_RETRY, timeout=CHECK_TIMEOUT) as client:
             accounts = client.get_accounts()
     except (KlaviyoAPIError, RateLimitTimeout) as exc:
         raise SetupError(klaviyo_problem(exc, settings.klaviyo_api_base_url, holder="the key",

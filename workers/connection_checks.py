@@ -37,7 +37,9 @@ log = logging.getLogger(__name__)
 CHECK_TIMEOUT = 10
 #: Seconds a check waits for the account's get_accounts budget before saying it is in use.
 CHECK_LIMITER_WAIT = 5
-NO_RETRIES = RetryPolicy(max_429=0, max_5xx=0, max_network=0)
+#: One wait on a 429: ``GET /api/accounts`` allows 1/s per account, and two connections on one
+#: account (whose account is not known yet, so not yet one limiter bucket) may ask in the same second.
+CHECK_RETRY = RetryPolicy(max_429=1, max_5xx=0, max_network=0)
 NO_TIKTOK_RETRIES = TikTokRetryPolicy(max_rate_limited=0, max_server=0, max_network=0)
 
 
@@ -93,7 +95,7 @@ def check_klaviyo(target: Target, redis_client, settings: Settings) -> Check:
     try:
         with KlaviyoClient(target.klaviyo_api_key, base_url=settings.klaviyo_api_base_url,
                            revision=settings.klaviyo_revision, rate_limiter=_accounts_limiter(target, redis_client),
-                           retry=NO_RETRIES, timeout=CHECK_TIMEOUT, limiter_timeout=CHECK_LIMITER_WAIT) as client:
+                           retry=CHECK_RETRY, timeout=CHECK_TIMEOUT, limiter_timeout=CHECK_LIMITER_WAIT) as client:
             accounts = client.get_accounts()
     except (KlaviyoAPIError, RateLimitTimeout) as exc:
         holder, fix = _klaviyo_fix(target)
