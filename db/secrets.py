@@ -26,6 +26,8 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from sqlalchemy import Text
 from sqlalchemy.types import TypeDecorator
 
+from logs import register_secret
+
 __all__ = ["EncryptedText", "InvalidToken", "SecretKeyError", "configure", "derived_key", "generate_key", "is_current",
            "keyring"]
 
@@ -120,13 +122,24 @@ def is_current(token: str) -> bool:
 
 
 class EncryptedText(TypeDecorator):
-    """A text column stored as a Fernet token. Not indexable or comparable: tokens are random."""
+    """A text column stored as a Fernet token. Not indexable or comparable: tokens are random.
+
+    Every value that passes through (written or read) is registered for log redaction
+    (``logs.register_secret``) before SQLAlchemy can log it: with its loggers at DEBUG,
+    SQLAlchemy logs each row it loads, after this type has decrypted it."""
 
     impl = Text
     cache_ok = True
 
     def process_bind_param(self, value, dialect):
-        return None if value is None or value == "" else encrypt(value)
+        if value is None or value == "":
+            return None
+        register_secret(value)
+        return encrypt(value)
 
     def process_result_value(self, value, dialect):
-        return None if value is None else decrypt(value)
+        if value is None:
+            return None
+        plain = decrypt(value)
+        register_secret(plain)
+        return plain
