@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from db import connections as store
 from db.engine import session_scope
@@ -55,11 +55,11 @@ class Check:
 
 @dataclass(frozen=True)
 class Target:
-    """What the checks need from the connection row (secrets decrypted; never printed)."""
+    """What the checks need from the connection row (the key decrypted: never in ``repr``)."""
 
     id: str
     source: str
-    klaviyo_api_key: str
+    klaviyo_api_key: str = field(repr=False)
     klaviyo_account_id: str | None
     shop_cipher: str
     authorization_id: str
