@@ -44,10 +44,10 @@ def shown(url: str) -> str:
 ENV_CONNECTION_NAMES = ("KLAVIYO_API_KEY", "TIKTOK_ACCESS_TOKEN", "TIKTOK_SHOP_CIPHER")
 
 
-def settings(added_connections: int = 0) -> Check:
+def settings(stored_connections: int = 0) -> Check:
     """Every setting readable; the TikTok app's credentials set; and either the environment's
-    connection complete or (``added_connections``) connections added to the database, with none
-    of the environment's half set."""
+    connection complete or (``stored_connections``) connections in the database, with none of
+    the environment's half set."""
     from db.secrets import SecretKeyError, configure
 
     try:
@@ -55,7 +55,7 @@ def settings(added_connections: int = 0) -> Check:
     except ConfigError as exc:
         return Check("config", False, str(exc))
     missing = missing_settings(s)
-    if added_connections and set(ENV_CONNECTION_NAMES) <= set(missing):
+    if stored_connections and set(ENV_CONNECTION_NAMES) <= set(missing):
         missing = [name for name in missing if name not in ENV_CONNECTION_NAMES]
     if missing:
         return Check("config", False, f"{listed(missing)} {'is' if len(missing) == 1 else 'are'} not set: "
@@ -66,7 +66,7 @@ def settings(added_connections: int = 0) -> Check:
         except SecretKeyError as exc:
             return Check("config", False, str(exc))
     found = [f"credentials set for Klaviyo and TikTok shop(s) {', '.join(s.shop_ciphers)}"] if s.shop_ciphers else []
-    found += [f"{added_connections} connection(s) added"] if added_connections else []
+    found += [f"{stored_connections} connection(s) in the database"] if stored_connections else []
     keys = (f"secrets encrypted with KSYNC_SECRET_KEY ({len(s.secret_keys)} key(s))" if s.secret_keys else
             "secrets encrypted with a key derived from TIKTOK_APP_SECRET (set KSYNC_SECRET_KEY to add connections)")
     return Check("config", True, "; ".join([*found, keys]))

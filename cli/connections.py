@@ -316,14 +316,15 @@ def remove(connection_id: str, yes: bool) -> None:
     adding the same ID again resumes from its watermark."""
     from db import connections as store
     from db.engine import session_scope
+    from workers.connections import env_describes
 
     check_database()
     connection_id = connection(connection_id)
+    if connection_id in env_describes(get_settings()):  # it would be made again at once
+        raise Failure(f"connection {connection_id} comes from the environment (TIKTOK_SHOP_CIPHER, KLAVIYO_API_KEY): "
+                      "take its cipher out of TIKTOK_SHOP_CIPHER, or unset those variables, or pause it instead")
     with session_scope() as session:
         row = store.get(session, connection_id)
-        if row.source == "env":
-            raise Failure(f"connection {connection_id} comes from the environment (TIKTOK_SHOP_CIPHER, KLAVIYO_API_KEY): "
-                          "take its cipher out of TIKTOK_SHOP_CIPHER (or pause it) instead")
         shop = f"{row.shop_name or ''} ({row.shop_cipher})"
     if not yes:
         if not sys.stdin.isatty():

@@ -24,56 +24,47 @@ def diagnose() -> list[checks.Check]:
     if not config.ok and " must " in config.detail:  # a malformed value: no other setting can be read
         return [config]
     database = checks.database()
-    added = added_connections() if database.ok else 0
-    results = [checks.settings(added) if added else config, database, checks.redis()]
+    ids, unreadable = connection_ids() if database.ok else ([], None)
+    results = [checks.settings(len(ids)) if ids else config, database, checks.redis()]
     redis_ok = results[-1].ok
     if redis_ok:
         results += [checks.workers(), checks.beat(checks.redis_client())]
     else:
         results += [checks.Check(name, False, "skipped: Redis must answer first") for name in ("workers", "beat")]
-    return results + connection_checks(database.ok, checks.redis_client() if redis_ok else None)
+    if unreadable is not None:
+        return results + [checks.Check(api, False, unreadable) for api in ("klaviyo", "tiktok")]
+    return results + connection_checks(database.ok, ids, checks.redis_client() if redis_ok else None)
 
 
-def added_connections() -> int:
-    """Connections added to the database (not the environment's)."""
-    from sqlalchemy import func, select
-
+def connection_ids() -> tuple[list[str], str | None]:
+    """Every connection's id (the environment's brought in step first), or why they cannot be read."""
+    from db import connections as store
     from db.engine import session_scope
-    from db.models import Connection
-
-    with session_scope() as session:
-        return session.scalar(select(func.count()).select_from(Connection).where(Connection.source == "table"))
-
-
-def connection_checks(database_ok: bool, redis_client) -> list[checks.Check]:
-    """A Klaviyo and a TikTok line per connection; the environment's brought in step first."""
     from db.secrets import SecretKeyError
+    from workers.connections import ensure_env_connections
+
+    try:
+        ensure_env_connections()
+        with session_scope() as session:
+            return [c.id for c in store.all_connections(session)], None
+    except (SecretKeyError, ConfigError) as exc:
+        return [], str(exc)
+
+
+def connection_checks(database_ok: bool, ids: list[str], redis_client) -> list[checks.Check]:
+    """A Klaviyo and a TikTok line per connection, each naming its connection when there are several."""
     from workers.connection_checks import check_connection
 
     if not database_ok:
         return [_unchecked("klaviyo", ["KLAVIYO_API_KEY"], "skipped: the database must answer first"),
                 _unchecked("tiktok", ["TIKTOK_APP_KEY", "TIKTOK_APP_SECRET", "TIKTOK_ACCESS_TOKEN", "TIKTOK_SHOP_CIPHER"],
                            "skipped: the database must answer first")]
-    try:
-        ids = connection_ids()
-    except (SecretKeyError, ConfigError) as exc:
-        return [checks.Check(api, False, str(exc)) for api in ("klaviyo", "tiktok")]
     if not ids:
         return [checks.Check(api, False, "no connection: set KLAVIYO_API_KEY and TIKTOK_* (see .env.example), or add "
                                          "one with `ksync connections add`") for api in ("klaviyo", "tiktok")]
     named = len(ids) > 1
     return [checks.Check(found.api, found.ok, f"{found.connection}: {found.detail}" if named else found.detail)
             for connection_id in ids for found in check_connection(connection_id, redis_client)]
-
-
-def connection_ids() -> list[str]:
-    from db import connections as store
-    from db.engine import session_scope
-    from workers.connections import ensure_env_connections
-
-    ensure_env_connections()
-    with session_scope() as session:
-        return [c.id for c in store.all_connections(session)]
 
 
 def _unchecked(api: str, names: list[str], otherwise: str) -> checks.Check:

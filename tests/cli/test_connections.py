@@ -340,3 +340,19 @@ def test_failures_filter_by_connection_and_retry_failed_follows_the_runs_connect
 
     assert world.run("remove", "glow-us", "--yes").returncode == 0
     assert_one_line_error(ksync("retry-failed", glow_run), f"run {glow_run} cannot be replayed: its connection is gone")
+
+
+def test_the_environments_connection_stays_in_the_table_once_its_variables_are_unset(world):
+    described = world.env | world.tiktok.client_settings(shop=world.shop("Corner Shop").cipher) | {
+        "KLAVIYO_API_KEY": CORNER_KEY}
+    [default] = world.json("list", **described)
+    assert (default["id"], default["source"], default["shop"]["cipher"]) == ("default", "env",
+                                                                              world.shop("Corner Shop").cipher)
+    assert_one_line_error(world.run("remove", "default", "--yes", **described), "comes from the environment")
+
+    # The variables gone (TIKTOK_APP_KEY and TIKTOK_APP_SECRET stay: the app's credentials), it still works.
+    assert [c["id"] for c in world.json("list")] == ["default"]
+    checked = world.run("test", "default")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert world.run("remove", "default", "--yes").returncode == 0
+    assert world.json("list") == []

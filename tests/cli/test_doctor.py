@@ -88,7 +88,7 @@ def test_doctor_checks_every_connection_and_names_each_line(make_stack):
     result = ksync("doctor", env=stack.env)
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stdout + result.stderr
     report = lines(result)
-    assert report["config"][0] == "OK" and "1 connection(s) added" in report["config"][1]
+    assert report["config"][0] == "OK" and "2 connection(s) in the database" in report["config"][1]
     assert all(report[name][0] == "OK" for name in ("database", "redis", "workers", "beat")), result.stdout
     found = re.findall(r"^(klaviyo|tiktok)\s+(OK|FAIL)\s+([\w-]+): (.*)$", result.stdout, re.M)
     assert [row[:3] for row in found] == [("klaviyo", "OK", "default"), ("tiktok", "OK", "default"),
