@@ -115,7 +115,7 @@ def add(connection_id, shop, klaviyo_key_file, sync_interval, customer_list, rat
     shops the tokens cover. Without tokens or a code, the tokens ksync already keeps for the
     seller of --shop are used (another shop of a seller already connected)."""
     from tiktok import TokenPair
-    from workers.authorize import add_connection, authorize_with_code
+    from workers.authorize import add_connection, authorize_with_code, check_new_id
 
     _no_two_stdin(klaviyo_key_file, access_token_file, refresh_token_file)
     check_database()
@@ -125,6 +125,7 @@ def add(connection_id, shop, klaviyo_key_file, sync_interval, customer_list, rat
     key = read_secret("Klaviyo private key", KLAVIYO_KEY_ENV, klaviyo_key_file, "--klaviyo-key-file")
     options = _options(sync_interval, customer_list, rate_limit_share, relay_email)
     if auth_code:
+        check_new_id(connection_id)  # add creates; `authorize --code` re-authorizes an existing one
         result = authorize_with_code(auth_code, connection_id, key, shop=shop, options=options, pick=pick_shop)
         _print_authorized(result)
         return

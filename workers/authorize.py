@@ -145,7 +145,10 @@ def choose_shop(shops: list[Shop], wanted: str | None, connected: set[str], pick
         if found is None:
             raise SetupError(f"shop {wanted} is not among the seller's authorized shops: {listing}")
         return found
-    free = [s for s in shops if s.cipher not in connected] or shops
+    free = [s for s in shops if s.cipher not in connected]
+    if not free:
+        raise SetupError(f"every shop of the seller has a connection already ({listing}); to connect one to "
+                         "another Klaviyo account too, name it with --shop CIPHER")
     if len(free) == 1:
         return free[0]
     chosen = pick(free) if pick is not None else None  # a picker may decline (no terminal to ask on)

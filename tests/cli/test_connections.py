@@ -356,3 +356,45 @@ def test_the_environments_connection_stays_in_the_table_once_its_variables_are_u
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert world.run("remove", "default", "--yes").returncode == 0
     assert world.json("list") == []
+
+
+def in_terminal(world: World, args: list[str], answers: list[str], timeout: float = 60) -> tuple[int, str]:
+    """Run ``ksync connections ARGS`` on a pseudo-terminal, answering each prompt (a line ending
+    in ": ") in turn; returns the exit status and everything the terminal showed."""
+    import pty
+    import select
+    import time
+
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: the terminal is its controlling tty, as in a shell
+        os.chdir(ROOT)
+        os.execve(sys.executable, [sys.executable, "-m", "cli.main", "connections", *args], world.env)
+    shown, answered_at, pending = b"", 0, list(answers)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not select.select([fd], [], [], 0.2)[0]:
+            continue
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:  # the child exited and closed the terminal
+            break
+        if not chunk:
+            break
+        shown += chunk
+        if pending and shown[answered_at:].rstrip(b" ").endswith(b":"):
+            os.write(fd, pending.pop(0).encode() + b"\n")
+            answered_at = len(shown)
+    _, status = os.waitpid(pid, 0)
+    os.close(fd)
+    return os.waitstatus_to_exitcode(status), re.sub(r"\x1b\[[0-9;]*m", "", shown.decode(errors="replace"))
+
+
+def test_on_a_terminal_add_asks_for_each_secret_without_echoing_it_and_for_the_shop(world):
+    pair = world.tiktok.seller("glow").tokens.current
+    status, shown = in_terminal(world, ["add", "glow"], [GLOW_KEY, pair.access_token, pair.refresh_token, "2"])
+    assert status == 0, shown
+    for prompt in ("Klaviyo private key:", "TikTok access token:", "TikTok refresh token:", "which shop"):
+        assert prompt in shown, shown
+    assert "1. Glow US" in shown and "2. Glow UK" in shown
+    assert "added connection glow: Glow UK" in " ".join(shown.split())
+    assert GLOW_KEY not in shown and pair.access_token not in shown and pair.refresh_token not in shown
