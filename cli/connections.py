@@ -348,7 +348,10 @@ def test(connection_id: str | None) -> None:
 
     check_database()
     check_redis()
-    connection_id = connection(connection_id)
+    try:
+        connection_id = connection(connection_id)
+    except Failure as exc:  # among several: this command takes the id as its argument
+        raise Failure(str(exc).replace("with --connection ID", "with `ksync connections test ID`")) from None
     results = check_connection(connection_id, redis_client())
     for check in results:
         mark = "[green]OK  [/]" if check.ok else "[red]FAIL[/]"

@@ -299,7 +299,8 @@ def test_commands_that_act_on_a_shop_want_a_connection_among_several(world):
         result = subprocess.run([sys.executable, "-m", "cli.main", *command], cwd=ROOT, env=world.env, input="",
                                 capture_output=True, text=True, timeout=60)
         assert_one_line_error(result, "several connections: say which with --connection ID; there are: corner, glow-us")
-    assert_one_line_error(world.run("test"), "several connections")
+    assert_one_line_error(world.run("test"), "several connections: say which with `ksync connections test ID`; "
+                                             "there are: corner, glow-us")
 
 
 def failed_run(connection_id: str, shop: str, key: str) -> str:
