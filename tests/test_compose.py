@@ -228,7 +228,8 @@ def test_worker_consumes_every_routed_queue_and_sends_events(services):
     cmd = command_of(services["worker"])
     assert cmd[:4] == ["celery", "-A", "workers.app", "worker"]
     assert "-E" in cmd or "--task-events" in cmd, "Flower needs worker events (-E)"
-    routed = {route["queue"] for route in celeryconfig.task_routes.values()} | {celeryconfig.task_default_queue}
+    routed = ({route["queue"] for route in celeryconfig.task_routes.values()} | {celeryconfig.task_default_queue}
+              | set(celeryconfig.LANE_QUEUES))
     assert set((option(cmd, "-Q", "--queues") or "").split(",")) == routed
 
 
