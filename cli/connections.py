@@ -1,14 +1,9 @@
 """``ksync connections``: add, list, inspect, pause, test and authorize connections; rotate the key.
 
 A connection is a TikTok shop joined to a Klaviyo account (``db/connections.py``). The work is
-done in ``workers/authorize.py`` and ``workers/connection_checks.py`` (a web OAuth callback
-calls the same functions); this module reads input and prints.
-
-Secrets never come from argv (``ps`` and shell history show it to everyone on the machine), and
-are never echoed. Each is read, in this order, from its ``--...-file`` (``-`` for stdin), from
-its ``KSYNC_NEW_*`` variable (not ``KLAVIYO_API_KEY`` / ``TIKTOK_*``: those describe the
-environment's own connection), or from a hidden prompt when stdin is a terminal. Only an
-authorization code, single-use and dead after 30 minutes, is taken as an option.
+done in ``workers/connection_setup.py``, ``workers/authorize.py`` and
+``workers/connection_checks.py`` (a web OAuth callback calls the same functions); this module
+reads input (``connection_input.py``: secrets never from argv) and prints.
 """
 
 from __future__ import annotations
@@ -18,7 +13,6 @@ import os
 import secrets as random_tokens
 import sys
 from datetime import datetime, timezone
-from pathlib import Path
 
 import click
 from rich.markup import escape
@@ -27,75 +21,13 @@ from rich.table import Table
 from settings import get_settings
 
 from .common import Failure, check_database, check_redis, connection, console
-
-KLAVIYO_KEY_ENV = "KSYNC_NEW_KLAVIYO_API_KEY"
-ACCESS_TOKEN_ENV = "KSYNC_NEW_TIKTOK_ACCESS_TOKEN"
-REFRESH_TOKEN_ENV = "KSYNC_NEW_TIKTOK_REFRESH_TOKEN"
+from .connection_input import (ACCESS_TOKEN_ENV, KLAVIYO_KEY_ENV, REFRESH_TOKEN_ENV, no_two_from_stdin, option_flags,
+                               pick_shop, read_secret, sync_options)
 
 
 @click.group()
 def connections() -> None:
     """Connections: each a TikTok shop joined to a Klaviyo account."""
-
-
-# Input -------------------------------------------------------------------------------------------
-
-
-def read_secret(what: str, env_var: str, path: str | None, option: str, required: bool = True) -> str | None:
-    """A secret from ``path`` (``-``: the first line of stdin), ``env_var``, or a hidden prompt."""
-    if path:
-        try:
-            value = (sys.stdin.readline() if path == "-" else Path(path).read_text()).strip()
-        except OSError as exc:
-            raise Failure(f"cannot read {option} {path}: {exc.strerror}") from None
-        if not value:
-            raise Failure(f"{option} {path} holds no {what}")
-        return value
-    value = os.environ.get(env_var, "").strip()
-    if value:
-        return value
-    if sys.stdin.isatty():
-        return click.prompt(what, hide_input=True).strip()
-    if required:
-        raise Failure(f"no {what}: set {env_var} or give {option} (a file, or - for stdin); secrets are "
-                      "never taken as arguments")
-    return None
-
-
-def _no_two_stdin(*paths: str | None) -> None:
-    if sum(p == "-" for p in paths) > 1:
-        raise click.UsageError("only one secret can come from stdin (-)")
-
-
-def pick_shop(shops):
-    """Ask which shop, on a terminal; elsewhere the caller's error lists them."""
-    if not sys.stdin.isatty():
-        return None
-    for n, shop in enumerate(shops, start=1):
-        console.print(f"  {n}. {escape(shop.name)} ({shop.cipher}, {shop.region})", highlight=False)
-    return shops[click.prompt("which shop", type=click.IntRange(1, len(shops))) - 1]
-
-
-def option_flags(command):
-    """The options a connection can change about its syncs (see ``workers.connections.Options``)."""
-    for decorator in reversed([
-        click.option("--shop", help="shop cipher or id (default: the seller's only shop without a connection)"),
-        click.option("--klaviyo-key-file", metavar="PATH", help=f"file holding the Klaviyo private key, - for stdin "
-                                                                f"(else ${KLAVIYO_KEY_ENV}, else asked)"),
-        click.option("--sync-interval", type=click.IntRange(60), help="seconds between incremental syncs"),
-        click.option("--customer-list", help="Klaviyo list every buyer is added to"),
-        click.option("--rate-limit-share", type=click.FloatRange(0, 1, min_open=True),
-                     help="share of the Klaviyo account's limits this connection may use"),
-        click.option("--relay-email", type=click.Choice(["identity", "property", "skip"]),
-                     help="TikTok's relay e-mail as the profile's e-mail, as a property only, or not at all"),
-    ]):
-        command = decorator(command)
-    return command
-
-
-def _options(sync_interval, customer_list, rate_limit_share, relay_email) -> dict:
-    return {"sync_interval_seconds": sync_interval, "customer_list": customer_list,
-            "rate_limit_share": rate_limit_share, "relay_email": relay_email}
 
 
 # add / authorize ---------------------------------------------------------------------------------
@@ -115,15 +47,16 @@ def add(connection_id, shop, klaviyo_key_file, sync_interval, customer_list, rat
     shops the tokens cover. Without tokens or a code, the tokens ksync already keeps for the
     seller of --shop are used (another shop of a seller already connected)."""
     from tiktok import TokenPair
-    from workers.authorize import add_connection, authorize_with_code, check_new_id
+    from workers.authorize import authorize_with_code
+    from workers.connection_setup import add_connection, check_new_id
 
-    _no_two_stdin(klaviyo_key_file, access_token_file, refresh_token_file)
+    no_two_from_stdin(klaviyo_key_file, access_token_file, refresh_token_file)
     check_database()
     check_redis()
     settings = get_settings()
     _require_key(settings)
     key = read_secret("Klaviyo private key", KLAVIYO_KEY_ENV, klaviyo_key_file, "--klaviyo-key-file")
-    options = _options(sync_interval, customer_list, rate_limit_share, relay_email)
+    options = sync_options(sync_interval, customer_list, rate_limit_share, relay_email)
     if auth_code:
         check_new_id(connection_id)  # add creates; `authorize --code` re-authorizes an existing one
         result = authorize_with_code(auth_code, connection_id, key, shop=shop, options=options, pick=pick_shop)
@@ -142,7 +75,7 @@ def add(connection_id, shop, klaviyo_key_file, sync_interval, customer_list, rat
 
 
 def _require_key(settings) -> None:
-    from workers.authorize import require_secret_key
+    from workers.connection_setup import require_secret_key
 
     require_secret_key(settings)
 
@@ -191,7 +124,7 @@ def authorize(connection_id, code, region, shop, klaviyo_key_file, sync_interval
     if klaviyo_key_file or os.environ.get(KLAVIYO_KEY_ENV) or (connection_id and not _exists(connection_id)):
         key = read_secret("Klaviyo private key", KLAVIYO_KEY_ENV, klaviyo_key_file, "--klaviyo-key-file")
     result = authorize_with_code(code, connection_id, key, shop=shop, pick=pick_shop,
-                                 options=_options(sync_interval, customer_list, rate_limit_share, relay_email))
+                                 options=sync_options(sync_interval, customer_list, rate_limit_share, relay_email))
     _print_authorized(result)
 
 

@@ -282,7 +282,9 @@ def test_no_secret_leaks_from_connection_commands_tables_tasks_or_reprs_with_eve
     from tiktok import TokenPair
     from workers import clients
     from workers import connections as engine
-    from workers.authorize import SetupError, add_connection, authorize_with_code
+    from db.connections import SetupError
+    from workers.authorize import authorize_with_code
+    from workers.connection_setup import add_connection
     from workers.connection_checks import check_connection, load
 
     for name in ["", *logging.root.manager.loggerDict]:  # every logger: urllib3's request lines, SQLAlchemy's rows
