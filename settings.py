@@ -92,6 +92,10 @@ class Settings:
     # Connections
     #: Fernet key(s), comma-separated, first encrypts: secrets at rest (see db/secrets.py).
     secret_key: str = _secret()
+    #: Partner Center's service id of the TikTok app: the seller consent link (``ksync connections authorize``).
+    tiktok_service_id: str = ""
+    #: Where the seller consent page is; empty: TikTok's, for the seller's region (a stand-in's address in tests).
+    tiktok_consent_base_url: str = ""
     # Operations
     flower_basic_auth: str = _secret()
     log_level: str = "INFO"
@@ -172,6 +176,8 @@ ENV_NAMES = {
     "webhook_max_age_seconds": "KSYNC_WEBHOOK_MAX_AGE_SECONDS",
     "realtime_coalesce_ms": "KSYNC_REALTIME_COALESCE_MS",
     "secret_key": "KSYNC_SECRET_KEY",
+    "tiktok_service_id": "TIKTOK_SERVICE_ID",
+    "tiktok_consent_base_url": "TIKTOK_CONSENT_BASE_URL",
     "flower_basic_auth": "FLOWER_BASIC_AUTH",
     "log_level": "KSYNC_LOG_LEVEL",
     "log_format": "KSYNC_LOG_FORMAT",

@@ -40,16 +40,36 @@ def shown(url: str) -> str:
     return re.sub(r":[^:@/]*@", ":***@", redact_url(url))
 
 
-def settings() -> Check:
+#: What the environment's own connection needs besides the app's credentials.
+ENV_CONNECTION_NAMES = ("KLAVIYO_API_KEY", "TIKTOK_ACCESS_TOKEN", "TIKTOK_SHOP_CIPHER")
+
+
+def settings(stored_connections: int = 0) -> Check:
+    """Every setting readable; the TikTok app's credentials set; and either the environment's
+    connection complete or (``stored_connections``) connections in the database, with none of
+    the environment's half set."""
+    from db.secrets import SecretKeyError, configure
+
     try:
         s = get_settings()
     except ConfigError as exc:
         return Check("config", False, str(exc))
     missing = missing_settings(s)
+    if stored_connections and set(ENV_CONNECTION_NAMES) <= set(missing):
+        missing = [name for name in missing if name not in ENV_CONNECTION_NAMES]
     if missing:
         return Check("config", False, f"{listed(missing)} {'is' if len(missing) == 1 else 'are'} not set: "
                                       "put them in the environment or in .env (see .env.example)")
-    return Check("config", True, f"credentials set for Klaviyo and TikTok shop(s) {', '.join(s.shop_ciphers)}")
+    if s.secret_keys:
+        try:
+            configure(s.secret_keys, s.tiktok_app_secret)
+        except SecretKeyError as exc:
+            return Check("config", False, str(exc))
+    found = [f"credentials set for Klaviyo and TikTok shop(s) {', '.join(s.shop_ciphers)}"] if s.shop_ciphers else []
+    found += [f"{stored_connections} connection(s) in the database"] if stored_connections else []
+    keys = (f"secrets encrypted with KSYNC_SECRET_KEY ({len(s.secret_keys)} key(s))" if s.secret_keys else
+            "secrets encrypted with a key derived from TIKTOK_APP_SECRET (set KSYNC_SECRET_KEY to add connections)")
+    return Check("config", True, "; ".join([*found, keys]))
 
 
 def missing_settings(s: Settings, klaviyo: bool = True, shop: bool = True) -> list[str]:
@@ -186,49 +206,3 @@ def beat(client) -> Check:
                                     f"in the last {TTL_SECONDS // 60} minutes is counted until its entry expires)")
     age = max(0.0, time.time() - float(beats[0].get("seen", 0)))
     return Check("beat", True, f"one beat ({names}), seen {age:.0f} s ago")
-
-
-def klaviyo() -> Check:
-    """One cheap read (the first page of lists) with the configured key, no retries."""
-    from klaviyo import KlaviyoAPIError, KlaviyoAuthError, RetryPolicy
-
-    s = get_settings()
-    if not s.klaviyo_api_key:
-        return Check("klaviyo", False, "KLAVIYO_API_KEY is not set")
-    try:
-        from workers.clients import klaviyo_from_settings
-
-        client = klaviyo_from_settings(s, retry=RetryPolicy(max_429=0, max_5xx=0, max_network=0), timeout=10)
-        with client:
-            next(iter(client.get_lists()), None)
-    except KlaviyoAuthError as exc:
-        scope = "a scope (lists:read)" if exc.status == 403 else "the key"
-        return Check("klaviyo", False, f"Klaviyo refused {scope} ({exc.status}): check KLAVIYO_API_KEY and its scopes")
-    except KlaviyoAPIError as exc:
-        return Check("klaviyo", False, exc.message)
-    return Check("klaviyo", True, f"{s.klaviyo_api_base_url} accepted the key (lists read)")
-
-
-def tiktok(redis_client) -> Check:
-    """One cheap read (the shops the token covers), no retries, with the token pair the workers
-    keep in Redis (TikTok rotates it on every refresh: the one in .env may be spent)."""
-    from tiktok import RedisTokenStore, RetryPolicy, TikTokAPIError, TikTokShopClient
-
-    s = get_settings()
-    missing = missing_settings(s, klaviyo=False)
-    if missing:
-        return Check("tiktok", False, f"{listed(missing)} {'is' if len(missing) == 1 else 'are'} not set")
-    try:
-        client = TikTokShopClient.from_settings(s, token_store=RedisTokenStore(redis_client, s.tiktok_app_key),
-                                                retry=RetryPolicy(max_rate_limited=0, max_server=0, max_network=0),
-                                                timeout=10)
-        shops = {shop.cipher: shop for shop in client.get_authorized_shops()}
-    except TikTokAPIError as exc:
-        return Check("tiktok", False, f"{exc.message} (see Troubleshooting in the README)")
-    except Exception as exc:  # the token store is in Redis: say so rather than crash
-        return Check("tiktok", False, f"could not read TikTok Shop ({type(exc).__name__}: {exc})")
-    unknown = [c for c in s.shop_ciphers if c not in shops]
-    if unknown:
-        return Check("tiktok", False, f"the token does not cover shop(s) {', '.join(unknown)} in TIKTOK_SHOP_CIPHER; "
-                                      f"it covers {', '.join(shops) or 'none'}")
-    return Check("tiktok", True, ", ".join(f"{shops[c].name} ({c})" for c in s.shop_ciphers) + " authorized")

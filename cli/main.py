@@ -16,62 +16,16 @@ from dataclasses import asdict
 from pathlib import Path
 
 import click
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from settings import ConfigError, get_settings, redact_url
 
 from . import checks
+from .common import Failure, check_database, check_redis, connection, console, errors
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PARTIAL, EXIT_FAILED = 0, 1, 2, 3, 4
 EXIT_FOR_STATUS = {"succeeded": EXIT_OK, "partial": EXIT_PARTIAL, "failed": EXIT_FAILED, "skipped": EXIT_OK}
-
-#: Piped output (no terminal) is not cut at rich's 80-column default.
-console = Console(width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 160)
-errors = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
-
-
-class Failure(Exception):
-    """An expected failure, shown as one line."""
-
-
-def _require(check: checks.Check) -> None:
-    if not check.ok:
-        raise Failure(check.detail)
-
-
-def _check_redis() -> None:
-    _require(checks.redis())
-
-
-def _check_database(migrated: bool = True) -> None:
-    _require(checks.database(migrated=migrated))
-
-
-def _check_credentials(dry_run: bool = False, shop: str | None = None) -> None:
-    """Refuse to queue a run that cannot succeed: it would only fail on a worker, later."""
-    missing = checks.missing_settings(get_settings(), klaviyo=not dry_run, shop=not shop)
-    if missing:
-        verb = "is" if len(missing) == 1 else "are"
-        raise Failure(f"not queued: {checks.listed(missing)} {verb} not set, and the run would fail without "
-                      f"{'it' if len(missing) == 1 else 'them'}; put {'it' if len(missing) == 1 else 'them'} "
-                      "in the environment or in .env (see .env.example)")
-
-
-def _connection(connection_id: str | None = None, shop: str | None = None, dry_run: bool = False) -> str:
-    """The connection a command acts on (named, by shop, or the only one), or a one-line error that
-    lists them; with none at all, which variables the environment's connection is missing."""
-    from db.connections import ConnectionError_
-    from workers.sync import resolve_connection
-
-    try:
-        return resolve_connection(connection_id, shop)
-    except ConnectionError_ as exc:
-        if not connection_id and not shop and "no connection yet" in str(exc):
-            _check_credentials(False, shop)  # a dry run too: it plans against its Klaviyo account's ledger
-        raise Failure(str(exc)) from None
-
 
 def _warn_without_workers() -> None:
     """Say at once when nobody will pick the run up, rather than follow a run that never moves."""
@@ -85,6 +39,21 @@ def _warn_without_workers() -> None:
 @click.version_option(package_name="ksync", prog_name="ksync")
 def cli() -> None:
     """ksync: keep a merchant's Klaviyo account in step with their TikTok Shop."""
+    _log_to_stderr()
+
+
+def _log_to_stderr() -> None:
+    """What the libraries log reaches stderr through the workers' line format and scrub filter
+    (secrets redacted, buyers masked), never Python's bare last-resort handler: warnings and
+    errors, or everything with KSYNC_LOG_LEVEL=DEBUG. A malformed setting is left to the command
+    (``doctor`` reports it as its config line)."""
+    import logs
+
+    try:
+        settings = get_settings()
+    except ConfigError:
+        return
+    logs.configure("DEBUG" if settings.log_level.upper() == "DEBUG" else "WARNING", settings.log_format)
 
 
 @cli.command()
@@ -116,11 +85,11 @@ def sync(days_back, since, until, dry_run, connection_id, shop, wait, timeout) -
         window_options(days_back, since, until, settings=get_settings())
     except WindowError as exc:
         raise click.UsageError(str(exc)) from None
-    _check_database()
-    _check_redis()
-    connection = _connection(connection_id, shop, dry_run)
+    check_database()
+    check_redis()
+    connection_id = connection(connection_id, shop)
     try:
-        run_id = enqueue_sync(days_back=days_back, since=since, until=until, dry_run=dry_run, connection=connection,
+        run_id = enqueue_sync(days_back=days_back, since=since, until=until, dry_run=dry_run, connection=connection_id,
                               trigger="cli")
     except WindowError as exc:
         raise click.UsageError(str(exc)) from None
@@ -159,7 +128,7 @@ def history_cmd(limit: int, connection_id: str | None, shop: str | None, as_json
 
     from .progress import run_dict, runs_table
 
-    _check_database()
+    check_database()
     with session_scope() as session:
         runs = history.list_runs(session, limit=limit, shop=shop, connection_id=connection_id)
     if as_json:
@@ -179,7 +148,7 @@ def show(run_id: str, as_json: bool, show_all: bool) -> None:
 
     from .progress import run_dict
 
-    _check_database()
+    check_database()
     with session_scope() as session:
         run = history.get_run(session, run_id)
         if run is None:
@@ -191,7 +160,9 @@ def show(run_id: str, as_json: bool, show_all: bool) -> None:
                                                "failed_items": [{"kind": i.kind, "key": i.key, "attempts": i.attempts,
                                                                  "error": i.error} for i in failed]}, indent=1))
         return
-    console.print(f"[bold]run {run.id}[/]  {run.status}  ({run.sync_type}, {run.trigger}, shop {run.shop})")
+    console.print(f"[bold]run {run.id}[/]  {run.status}  ({run.sync_type}, {run.trigger}, connection "
+                  f"{run.connection_id or '-'}, shop {run.shop}" + (f", Klaviyo account {run.account}" if run.account
+                                                                    else "") + ")")
     if run.error:
         console.print(f"[red]why it failed:[/] {escape(run.error)}")
     if run.window_start:
@@ -219,8 +190,9 @@ def show(run_id: str, as_json: bool, show_all: bool) -> None:
 
 @cli.command()
 @click.option("--limit", default=50, show_default=True)
+@click.option("--connection", "connection_id", help="only this connection's records")
 @click.option("--json", "as_json", is_flag=True)
-def failures(limit: int, as_json: bool) -> None:
+def failures(limit: int, connection_id: str | None, as_json: bool) -> None:
     """Records that need attention: failed for their own data and not delivered since.
 
     A record that fails again unchanged is listed once, in the run that first failed it, rather
@@ -228,20 +200,28 @@ def failures(limit: int, as_json: bool) -> None:
     from db import history
     from db.engine import session_scope
 
-    _check_database()
+    check_database()
+    if connection_id:
+        connection_id = connection(connection_id)
     with session_scope() as session:
-        items, total = history.outstanding_failures(session, limit)
+        items, total = history.outstanding_failures(session, None if connection_id else limit)
+        owners = {run_id: history.get_run(session, run_id).connection_id for run_id in {i.run_id for i in items}}
+    if connection_id:  # every outstanding failure was read: a handful, or there is a bigger problem
+        items = [i for i in items if owners[i.run_id] == connection_id]
+        total, items = len(items), items[:limit]
     if as_json:
         click.echo(json.dumps({"total": total, "failures": [
-            {"kind": i.kind, "key": i.key, "run_id": i.run_id, "failed_at": i.updated_at.isoformat(), "error": i.error}
-            for i in items]}, indent=1))
+            {"kind": i.kind, "key": i.key, "run_id": i.run_id, "connection": owners[i.run_id],
+             "failed_at": i.updated_at.isoformat(), "error": i.error} for i in items]}, indent=1))
         return
     if not items:
         console.print("no record needs attention")
         return
-    table = Table("kind", "key", "run", "failed at (UTC)", "error", title=f"records that need attention ({total})")
+    table = Table("kind", "key", "run", "connection", "failed at (UTC)", "error",
+                  title=f"records that need attention ({total})")
     for item in items:
-        table.add_row(item.kind, item.key, item.run_id[:8], f"{item.updated_at:%Y-%m-%d %H:%M}", item.error or "")
+        table.add_row(item.kind, item.key, item.run_id[:8], owners[item.run_id] or "", f"{item.updated_at:%Y-%m-%d %H:%M}",
+                      item.error or "")
     console.print(table)
 
 
@@ -250,13 +230,13 @@ def failures(limit: int, as_json: bool) -> None:
 @click.option("--wait", is_flag=True)
 @click.option("--timeout", type=float, default=None)
 def retry_failed_cmd(run_id: str, wait: bool, timeout: float | None) -> None:
-    """Replay a run's failed items as a new run."""
+    """Replay a run's failed items as a new run, for the run's connection."""
     from db import history
     from db.engine import session_scope
     from workers.api import retry_failed
 
-    _check_database()
-    _check_redis()
+    check_database()
+    check_redis()
     with session_scope() as session:
         run = history.get_run(session, run_id)
         if run is None:
@@ -264,10 +244,13 @@ def retry_failed_cmd(run_id: str, wait: bool, timeout: float | None) -> None:
         if not history.failed_items(session, run.id):
             console.print(f"nothing to retry: run {run_id} has no failed records")
             return
-        shop = run.shop
-    _check_credentials(shop=shop)
+        owner, shop = run.connection_id, run.shop
+    try:  # the run's own connection (a run from before connections: the one of its shop)
+        owner = connection(owner) if owner else connection(shop=shop)
+    except Failure as exc:
+        raise Failure(f"run {run_id} cannot be replayed: its connection is gone ({exc})") from None
     try:
-        new_id = retry_failed(run_id)
+        new_id = retry_failed(run_id, connection=owner)
     except LookupError as exc:
         raise Failure(str(exc)) from None
     console.print(f"queued run [bold]{new_id}[/] replaying the failures of {run_id}")
@@ -284,9 +267,9 @@ def limits(as_json: bool, prometheus: bool, show_all: bool, connection_id: str |
     """The shared rate limiter's live state per Klaviyo operation, for one connection's account."""
     from workers import connections
 
-    _check_database()
-    _check_redis()
-    limiter = connections.context(_connection(connection_id)).klaviyo.rate_limiter
+    check_database()
+    check_redis()
+    limiter = connections.context(connection(connection_id)).klaviyo.rate_limiter
     if prometheus:
         from prometheus_client import CollectorRegistry, generate_latest
 
@@ -315,9 +298,9 @@ def metrics(bind: str | None) -> None:
     """Run and record outcomes, watermarks and the shared limiter, as Prometheus metrics."""
     from . import metrics as exporter
 
-    _check_database()
+    check_database()
     if get_settings().klaviyo_api_key:
-        _check_redis()
+        check_redis()
     if not bind:
         click.echo(exporter.exposition(), nl=False)
         return
@@ -336,8 +319,8 @@ def serve(bind: str | None, workers: int | None) -> None:
     from .serve import serve as run
 
     settings = get_settings()
-    _check_database()
-    _check_redis()
+    check_database()
+    check_redis()
     if not (settings.tiktok_app_key and settings.tiktok_app_secret):
         raise Failure("TIKTOK_APP_KEY and TIKTOK_APP_SECRET must be set: webhooks are verified with the app secret")
     run(bind or settings.web_bind, workers or settings.web_workers, settings.web_timeout_seconds)
@@ -353,7 +336,7 @@ def db_upgrade() -> None:
     """Apply the Alembic migrations to DATABASE_URL."""
     from db.migrate import upgrade
 
-    _check_database(migrated=False)
+    check_database(migrated=False)
     revision = upgrade(get_settings().database_url)
     console.print(f"database at {redact_url(get_settings().database_url)} is at revision {revision}")
 
@@ -385,9 +368,17 @@ def doctor() -> None:
     sys.exit(run_doctor(console))
 
 
+from .connections import connections  # noqa: E402  (after cli: the group registers on it)
+
+cli.add_command(connections)
+
+
 def main() -> None:
     import redis
     from sqlalchemy.exc import SQLAlchemyError
+
+    from db.connections import ConnectionError_, SetupError
+    from db.secrets import SecretKeyError
 
     try:
         cli.main(standalone_mode=False)
@@ -399,10 +390,13 @@ def main() -> None:
     except click.ClickException as exc:
         exc.show()
         sys.exit(EXIT_USAGE)
-    except (Failure, ConfigError) as exc:
+    except (Failure, ConfigError, SecretKeyError, SetupError, ConnectionError_) as exc:
         errors.print(f"ksync: {exc}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(EXIT_ERROR)
     except SQLAlchemyError as exc:  # past the checks (the database went away mid-command): still one line
+        if isinstance(getattr(exc, "orig", None), SecretKeyError):  # a secret written or read mid-statement
+            errors.print(f"ksync: {exc.orig}", markup=False, highlight=False, soft_wrap=True)
+            sys.exit(EXIT_ERROR)
         reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
         errors.print(f"ksync: database error at {checks.shown(get_settings().database_url)}: {reason}",
                      markup=False, highlight=False, soft_wrap=True)

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import re
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Sequence
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import column, or_, select, update
+from sqlalchemy import table as sa_table
 from sqlalchemy.orm import Session
 
 from .models import CONNECTION_STATUSES, Connection, SyncRun, TikTokAuthorization, utcnow
@@ -23,6 +25,11 @@ SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
 class ConnectionError_(LookupError):
     """No such connection, or a command that needs one was not told which. The message lists them."""
+
+
+class SetupError(ValueError):
+    """A connection cannot be added or authorized as asked (``workers/authorize.py``). The message
+    says why and what to do."""
 
 
 def check_slug(connection_id: str) -> str:
@@ -184,3 +191,50 @@ def last_runs(session: Session, ids: Sequence[str]) -> dict[str, SyncRun]:
         if run is not None:
             result[connection_id] = run
     return result
+
+
+# Key rotation ------------------------------------------------------------------------------------
+
+#: Every encrypted column: (table, its key column, the secret columns).
+SECRET_COLUMNS = (("connections", "id", ("klaviyo_api_key",)),
+                  ("tiktok_authorizations", "id", ("access_token", "refresh_token")))
+
+
+@dataclass(frozen=True)
+class Rotation:
+    """What ``rotate_secrets`` did: secrets re-encrypted under the first key, secrets already under
+    it (left alone), and secrets no key decrypts (``table.column:id``; then nothing was changed)."""
+
+    rotated: int
+    current: int
+    unreadable: tuple[str, ...]
+
+
+def rotate_secrets(session: Session) -> Rotation:
+    """Re-encrypt every stored secret under the keyring's first key (``MultiFernet.rotate``).
+
+    The stored tokens are read and written as they are (a lightweight ``table()``, not the models,
+    whose ``EncryptedText`` would decrypt on read and encrypt again on write). Idempotent: a secret
+    already under the first key is not touched. If any secret cannot be decrypted by any key, none
+    is rewritten: the caller reports which, and the key that would read them is still needed."""
+    from . import secrets
+
+    plan, current, unreadable = [], 0, []
+    for table_name, key_name, columns in SECRET_COLUMNS:
+        table = sa_table(table_name, column(key_name), *(column(c) for c in columns))
+        for row in session.execute(select(table)).mappings():
+            for name in columns:
+                token = row[name]
+                if not token:
+                    continue
+                if secrets.is_current(token):
+                    current += 1
+                    continue
+                try:
+                    plan.append((table, key_name, row[key_name], name, secrets.rotate(token)))
+                except secrets.SecretKeyError:
+                    unreadable.append(f"{table_name}.{name}:{row[key_name]}")
+    if not unreadable:
+        for table, key_name, key, name, token in plan:
+            session.execute(update(table).where(table.c[key_name] == key).values({name: token}))
+    return Rotation(rotated=0 if unreadable else len(plan), current=current, unreadable=tuple(unreadable))

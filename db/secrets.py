@@ -26,7 +26,10 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from sqlalchemy import Text
 from sqlalchemy.types import TypeDecorator
 
-__all__ = ["EncryptedText", "InvalidToken", "SecretKeyError", "configure", "derived_key", "generate_key", "keyring"]
+from logs import register_secret
+
+__all__ = ["EncryptedText", "InvalidToken", "SecretKeyError", "configure", "derived_key", "generate_key", "is_current",
+           "keyring"]
 
 #: HKDF "info": keys derived for another purpose from the same app secret never coincide with this one.
 DERIVATION_LABEL = b"ksync secrets at rest v1"
@@ -48,12 +51,13 @@ def derived_key(app_secret: str) -> str:
 
 
 _ring: MultiFernet | None = None
+_primary: Fernet | None = None
 _sources: tuple = ()
 
 
 def configure(secret_keys: Iterable[str] = (), app_secret: str = "") -> MultiFernet:
     """Build the keyring from ``KSYNC_SECRET_KEY``'s keys (first encrypts) and the TikTok app secret."""
-    global _ring, _sources
+    global _ring, _primary, _sources
     keys = [k.strip() for k in secret_keys if k and k.strip()]
     if app_secret:
         keys.append(derived_key(app_secret))
@@ -61,7 +65,8 @@ def configure(secret_keys: Iterable[str] = (), app_secret: str = "") -> MultiFer
         raise SecretKeyError("no key to encrypt secrets with: set KSYNC_SECRET_KEY (make one with "
                              "`ksync connections generate-key`) or TIKTOK_APP_SECRET")
     try:
-        _ring = MultiFernet([Fernet(k.encode()) for k in keys])
+        fernets = [Fernet(k.encode()) for k in keys]
+        _ring, _primary = MultiFernet(fernets), fernets[0]
     except ValueError:
         raise SecretKeyError("KSYNC_SECRET_KEY holds a key that is not a Fernet key (32 url-safe base64 bytes); "
                              "make one with `ksync connections generate-key`") from None
@@ -99,17 +104,42 @@ def decrypt(token: str) -> str:
 
 def rotate(token: str) -> str:
     """The same secret encrypted under the first key (its timestamp kept)."""
-    return keyring().rotate(token.encode()).decode()
+    try:
+        return keyring().rotate(token.encode()).decode()
+    except InvalidToken:
+        raise SecretKeyError("a stored secret cannot be decrypted with any of KSYNC_SECRET_KEY's keys") from None
+
+
+def is_current(token: str) -> bool:
+    """Whether ``token`` is already encrypted under the first key, so ``rotate-key`` can leave it
+    alone and a second run changes nothing."""
+    keyring()
+    try:
+        _primary.decrypt(token.encode())
+    except InvalidToken:
+        return False
+    return True
 
 
 class EncryptedText(TypeDecorator):
-    """A text column stored as a Fernet token. Not indexable or comparable: tokens are random."""
+    """A text column stored as a Fernet token. Not indexable or comparable: tokens are random.
+
+    Every value that passes through (written or read) is registered for log redaction
+    (``logs.register_secret``) before SQLAlchemy can log it: with its loggers at DEBUG,
+    SQLAlchemy logs each row it loads, after this type has decrypted it."""
 
     impl = Text
     cache_ok = True
 
     def process_bind_param(self, value, dialect):
-        return None if value is None or value == "" else encrypt(value)
+        if value is None or value == "":
+            return None
+        register_secret(value)
+        return encrypt(value)
 
     def process_result_value(self, value, dialect):
-        return None if value is None else decrypt(value)
+        if value is None:
+            return None
+        plain = decrypt(value)
+        register_secret(plain)
+        return plain

@@ -228,8 +228,9 @@ def test_worker_consumes_every_routed_queue_and_sends_events(services):
     cmd = command_of(services["worker"])
     assert cmd[:4] == ["celery", "-A", "workers.app", "worker"]
     assert "-E" in cmd or "--task-events" in cmd, "Flower needs worker events (-E)"
-    routed = {route["queue"] for route in celeryconfig.task_routes.values()} | {celeryconfig.task_default_queue}
-    assert set((option(cmd, "-Q", "--queues") or "").split(",")) == routed | set(celeryconfig.LANE_QUEUES)
+    routed = ({route["queue"] for route in celeryconfig.task_routes.values()} | {celeryconfig.task_default_queue}
+              | set(celeryconfig.LANE_QUEUES))
+    assert set((option(cmd, "-Q", "--queues") or "").split(",")) == routed
 
 
 def test_worker_stops_gracefully_within_the_grace_period(services):

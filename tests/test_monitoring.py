@@ -37,7 +37,7 @@ def served(tmp_path_factory, redis_url) -> set[str]:
     from prometheus_client import CollectorRegistry, generate_latest
     from prometheus_client.parser import text_string_to_metric_families
 
-    from db import history, ledger
+    from db import connections, history, ledger
     from db.engine import dispose_engines, session_scope
     from db.migrate import upgrade
     from tests.conftest import _fresh_database
@@ -55,7 +55,11 @@ def served(tmp_path_factory, redis_url) -> set[str]:
                 history.insert_items(session, run.id, [{"kind": k, "key": f"{k}-{status}", "status": s}
                                                        for k, s in items])
                 run.status, run.finished_at = status, None if status == "running" else now
-            ledger.set_watermark(session, "ROW_shop", now - timedelta(minutes=12))
+            authorization = connections.upsert_authorization(session, app_key="ksync-app", open_id=None,
+                                                             access_token=None, refresh_token=None)
+            connections.add(session, connection_id="conn-1", authorization=authorization, shop_cipher="ROW_shop",
+                            klaviyo_api_key="")  # no secret: nothing to encrypt
+            ledger.set_watermark(session, "conn-1", now - timedelta(minutes=12))
         client = redis.Redis.from_url(redis_url)
         client.flushdb()
         limiter = RedisRateLimiter.for_klaviyo(client, "pk_monitoring_test")

@@ -63,8 +63,9 @@ def lane_for(connection_id: str, sync_type: str, options: dict, settings) -> str
     return "backfill" if (end - start).total_seconds() > settings.backfill_after_seconds else "sync"
 
 
-def retry_failed(run_id: str, trigger: str = "cli") -> str:
-    """Queue a new run that replays ``run_id``'s failed items; returns the new run's id."""
+def retry_failed(run_id: str, trigger: str = "cli", connection: str | None = None) -> str:
+    """Queue a new run that replays ``run_id``'s failed items, for the run's connection (or
+    ``connection``, for a run from before connections); returns the new run's id."""
     from .tasks import retry_failed as retry_task
 
     with session_scope() as session:
@@ -73,7 +74,7 @@ def retry_failed(run_id: str, trigger: str = "cli") -> str:
             raise LookupError(f"no run {run_id}")
         run = history.create_run(session, shop=parent.shop, sync_type="retry", trigger=trigger,
                                  dry_run=False, parent_run_id=parent.id)
-        run.connection_id, run.account = parent.connection_id, parent.account
+        run.connection_id, run.account = parent.connection_id or connection, parent.account
         new_id, parent_id = run.id, parent.id
     retry_task.apply_async((parent_id, new_id))
     return new_id

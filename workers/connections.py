@@ -87,6 +87,16 @@ def env_connection_ids(settings: Settings) -> list[str]:
     return ["default" if i == 0 else f"default-{i + 1}" for i in range(len(settings.shop_ciphers))]
 
 
+def env_describes(settings: Settings) -> list[str]:
+    """The connections the environment describes now: none unless its Klaviyo key, the TikTok app,
+    a token and a cipher are all set. Once they are unset, the connections they made stay in the
+    table as they are (a way to move from the environment to the table)."""
+    if not (settings.klaviyo_api_key and settings.tiktok_app_key and settings.tiktok_app_secret
+            and settings.shop_ciphers and settings.tiktok_access_token):
+        return []
+    return env_connection_ids(settings)
+
+
 def ensure_env_connections(settings: Settings | None = None) -> list[str]:
     """Create or update the connections the environment describes; returns their ids.
 
@@ -95,11 +105,10 @@ def ensure_env_connections(settings: Settings | None = None) -> list[str]:
     the stored one and lifts ``needs_reauth``. Tokens TikTok rotated since are kept otherwise.
     """
     settings = settings or get_settings()
-    if not (settings.klaviyo_api_key and settings.tiktok_app_key and settings.tiktok_app_secret
-            and settings.shop_ciphers and settings.tiktok_access_token):
+    ids = env_describes(settings)
+    if not ids:
         return []
     seeded = hashlib.sha256(f"{settings.tiktok_access_token}\0{settings.tiktok_refresh_token}".encode()).hexdigest()[:16]
-    ids = env_connection_ids(settings)
     with session_scope() as session:
         authorization = session.get(TikTokAuthorization, ENV_AUTHORIZATION)
         if authorization is None or any((c.options or {}).get("env_tokens") != seeded

@@ -18,7 +18,10 @@ Metrics (statuses are whatever strings the rows hold, so a new status needs no c
 - ``ksync_records_total{connection,kind,status}``: records whose outcome is final (succeeded,
   failed, skipped, unsent...: anything not in ``OPEN_ITEM_STATUSES``). A counter.
 - ``ksync_records_open{connection,kind,status}``: records pending or being sent now.
-- ``ksync_watermark_timestamp_seconds{connection,stream}`` and ``ksync_watermark_age_seconds``.
+- ``ksync_watermark_timestamp_seconds{connection,shop,stream}`` and ``ksync_watermark_age_seconds``:
+  per connection that is not paused (a paused or removed connection's watermark ages by
+  intent, and would only set the staleness alert off; one that needs re-authorization does
+  age for a reason, and stays).
 - ``ksync_sync_interval_seconds``: ``KSYNC_SYNC_INTERVAL_SECONDS``, so alert rules can
   say "older than N intervals" without repeating the setting.
 - ``ksync_metrics_up``: 0 when sync history could not be read (the rest is then absent).
@@ -162,19 +165,22 @@ class SyncCollector:
         return live
 
     def _watermarks(self, session) -> list:
-        from db.models import SyncState
+        from db.models import Connection, SyncState
 
         stamp = GaugeMetricFamily("ksync_watermark_timestamp_seconds",
                                   "Orders updated before this are synced (the connection's watermark)",
-                                  labels=["connection", "stream"])
+                                  labels=["connection", "shop", "stream"])
         age = GaugeMetricFamily("ksync_watermark_age_seconds", "Seconds since the watermark (how far behind)",
-                                labels=["connection", "stream"])
+                                labels=["connection", "shop", "stream"])
         now = self._clock()
-        for connection, stream, watermark in session.execute(select(SyncState.connection_id, SyncState.stream,
-                                                                    SyncState.watermark)):
+        rows = session.execute(select(SyncState.connection_id, Connection.shop_cipher, SyncState.stream,
+                                      SyncState.watermark)
+                               .join(Connection, Connection.id == SyncState.connection_id)
+                               .where(Connection.status != "paused"))
+        for connection_id, shop, stream, watermark in rows:
             if watermark is not None:
-                stamp.add_metric([connection, stream], _epoch(watermark))
-                age.add_metric([connection, stream], max(0.0, now - _epoch(watermark)))
+                stamp.add_metric([connection_id, shop, stream], _epoch(watermark))
+                age.add_metric([connection_id, shop, stream], max(0.0, now - _epoch(watermark)))
         return [stamp, age]
 
 

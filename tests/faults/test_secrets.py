@@ -1,5 +1,9 @@
 """Secrets never leave: not in logs, exceptions, sync history, Celery task messages or any repr.
 
+The connections' paths too: the connections and authorizations tables hold ciphertext only, and
+the output of ``ksync connections`` (list, show, test, authorize), the sync task's arguments and
+the reprs of rows, contexts and check targets hold no secret, with every logger at DEBUG.
+
 The API key, the app secret and the TikTok tokens (the first pair and every pair a refresh hands out)
 are searched for, after a sync forced through as many error paths as a test can fit: token expiry
 and refresh (twice), Klaviyo 429 / 5xx / 400 on one buyer, malformed orders, a retry of the failures,
@@ -48,7 +52,7 @@ from workers.ratelimit import RedisRateLimiter
 SECRET_ENV = ("KLAVIYO_API_KEY", "TIKTOK_APP_SECRET", "TIKTOK_ACCESS_TOKEN", "TIKTOK_REFRESH_TOKEN")
 ITEM_QUEUES = ("profiles", "events", "bulk")
 E164 = re.compile(r"^\+[1-9]\d{6,14}$")
-#: What an item task may carry: its run id and item id(s). A sync task: shop cipher, window, flags.
+#: What an item task may carry: its run id and item id(s). A sync task: connection id, window, flags.
 SYNC_KWARGS = {"connection", "shop", "trigger", "sync_type", "days_back", "since", "until", "dry_run", "run_id"}
 
 
@@ -137,7 +141,9 @@ def database_dump(url: str) -> str:
 def test_no_secret_or_buyer_contact_leaks_from_a_sync_through_every_error_path(fault_stack, redis_client, caplog,
                                                                               capsys, monkeypatch):
     caplog.set_level(logging.DEBUG)
-    stack = fault_stack(orders=60, workers=0, malformed_ratio=0.05,
+    # Orders of the last 0.9 days, read with days_back=1: the sync lane (a longer window is a backfill,
+    # whose item tasks share the backfill queue with the sync task).
+    stack = fault_stack(orders=60, workers=0, malformed_ratio=0.05, days=0.9,
                         extra_env={"KSYNC_LOG_LEVEL": "DEBUG", "KSYNC_BULK_THRESHOLD": "100000",
                                    "KSYNC_BACKFILL_AFTER_SECONDS": "100000000",  # one lane: sync, then items
                                    "KSYNC_MAX_ATTEMPTS": "3"})
@@ -154,7 +160,7 @@ def test_no_secret_or_buyer_contact_leaks_from_a_sync_through_every_error_path(f
                              seed=5)
 
     # 1. Nobody consumes yet: the sync task's message waits in Redis as Celery wrote it.
-    run_id = enqueue_sync(days_back=31)
+    run_id = enqueue_sync(days_back=1)
     sync_messages = wait_for(lambda: queued_messages(redis_client, "sync"), 10, "sync task message")
     assert_carries_references_only(sync_messages, secrets | emails | phones, run_id)
 
@@ -241,6 +247,166 @@ def test_no_secret_or_buyer_contact_leaks_from_a_sync_through_every_error_path(f
     own = "\n".join([caplog.text, *(r.getMessage() for r in caplog.records), captured.out, captured.err])
     assert not leaks(own, every_secret), leaks(own, every_secret)
 
+
+
+# Connections: commands, tables, task arguments, reprs, at DEBUG --------------------------------
+
+
+APP_SECRET = "app-secret-for-leak-tests-0123456789"
+GLOW_KEY, CORNER_KEY = "pk_glow_leak_0123456789abcdef", "pk_corner_leak_0123456789abcdef"
+
+
+def every_token(tiktok, seen: dict) -> dict:
+    """Every token the stand-in's sellers issued so far (first pairs, refreshes, code grants), added to ``seen``."""
+    for seller in tiktok.sellers.values():
+        for token in [*seller.tokens._access, *seller.tokens._refresh]:
+            seen.setdefault(f"token of {seller.key} #{len(seen)}", token)
+    return seen
+
+
+def test_no_secret_leaks_from_connection_commands_tables_tasks_or_reprs_with_every_logger_at_debug(
+        migrated_database, redis_url, monkeypatch, caplog, capsys):
+    """TikTok's code exchange and token refresh are GETs with ``app_secret``, ``auth_code`` and
+    ``refresh_token`` in the query string, and urllib3 logs each request line at DEBUG: with every
+    logger at DEBUG those lines must show the values as ``***`` (``tiktok/redact.py``)."""
+    import subprocess
+    import sys
+
+    import requests
+    from cryptography.fernet import Fernet
+
+    from db.models import Connection, TikTokAuthorization
+    from db.secrets import SecretKeyError
+    from sandbox.klaviyo import KlaviyoStandIn
+    from sandbox.tiktok import ShopSpec, TikTokStandIn
+    from tiktok import TokenPair
+    from workers import clients
+    from workers import connections as engine
+    from db.connections import SetupError
+    from workers.authorize import authorize_with_code
+    from workers.connection_setup import add_connection
+    from workers.connection_checks import check_connection, load
+
+    for name in ["", *logging.root.manager.loggerDict]:  # every logger: urllib3's request lines, SQLAlchemy's rows
+        monkeypatch.setattr(logging.getLogger(name), "level", logging.DEBUG)
+    logging.getLogger().manager._clear_cache()
+    caplog.set_level(logging.DEBUG)
+    caplog.handler.addFilter(logs.ScrubFilter())  # as on every handler ksync installs (logs.configure)
+    request_lines = []  # urllib3's own lines before any handler's scrub: what tiktok/redact.py leaves
+
+    class Lines(logging.Handler):
+        def emit(self, record):
+            request_lines.append(record.getMessage())
+
+    monkeypatch.setattr(logging.getLogger("urllib3.connectionpool"), "handlers", [Lines()])
+    fernet_key = Fernet.generate_key().decode()
+    specs = [ShopSpec(name="Glow US", seller="glow"), ShopSpec(name="Glow UK", seller="glow", currency="GBP"),
+             ShopSpec(name="Corner Shop", seller="corner")]
+    with TikTokStandIn(shops=specs, orders=10, app_secret=APP_SECRET) as tiktok, \
+            KlaviyoStandIn(accounts={"AbC123": (GLOW_KEY,), "XyZ789": (CORNER_KEY,)}) as klaviyo:
+        env = {"REDIS_URL": redis_url, "DATABASE_URL": migrated_database, "KLAVIYO_API_BASE_URL": klaviyo.url,
+               "TIKTOK_API_BASE_URL": tiktok.url, "TIKTOK_AUTH_BASE_URL": tiktok.auth_url,
+               "TIKTOK_APP_KEY": tiktok.app_key, "TIKTOK_APP_SECRET": APP_SECRET, "KSYNC_SECRET_KEY": fernet_key,
+               "TIKTOK_SERVICE_ID": "svc-7", "TIKTOK_CONSENT_BASE_URL": tiktok.url, "KSYNC_LOG_LEVEL": "DEBUG"}
+        for name in [k for k in __import__("os").environ if k.startswith(("KLAVIYO_", "TIKTOK_", "KSYNC_"))]:
+            monkeypatch.delenv(name)
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        reset_settings_cache()
+        clients.reset()
+        needles = {"Klaviyo key (glow)": GLOW_KEY, "Klaviyo key (corner)": CORNER_KEY, "app secret": APP_SECRET,
+                   "KSYNC_SECRET_KEY": fernet_key}
+        every_token(tiktok, needles)
+        shown_things, outputs = [], []
+
+        def code_for(seller: str) -> str:
+            code = tiktok.issue_auth_code(seller)
+            needles[f"auth code #{len(needles)}"] = code
+            return code
+
+        # 1. In process: add with pasted tokens whose access token has expired (a refresh), a code
+        # exchange, a check that refreshes through the database, one whose refresh fails; and failures.
+        glow = tiktok.seller("glow").tokens.current
+        tiktok.expire_access_token("glow")
+        shown_things.append(add_connection("glow-us", klaviyo_api_key=GLOW_KEY, shop=tiktok.shop(0).cipher,
+                                           tokens=TokenPair(glow.access_token, glow.refresh_token)))
+        shown_things.append(authorize_with_code(code_for("corner"), "corner", CORNER_KEY))
+        tiktok.expire_access_token("glow")
+        shown_things += check_connection("glow-us", clients.redis_client())
+        every_token(tiktok, needles)
+        tiktok.revoke_refresh_token("corner")
+        tiktok.expire_access_token("corner")
+        shown_things += check_connection("corner", clients.redis_client())
+        needles["the wrong key"] = wrong = "pk_wrong_leak_0123456789"
+        with pytest.raises(SetupError) as wrong_key:  # (the traceback shows this line: no literal secret in it)
+            add_connection("glow-uk", klaviyo_api_key=wrong, shop=tiktok.shop(1).cipher)
+        with pytest.raises(SetupError) as spent_code:
+            authorize_with_code(needles[next(k for k in needles if k.startswith("auth code"))])
+        shown_things += [wrong_key.value, spent_code.value]
+
+        # 2. The commands, as subprocesses at KSYNC_LOG_LEVEL=DEBUG.
+        def ksync(*args) -> subprocess.CompletedProcess:
+            result = subprocess.run([sys.executable, "-m", "cli.main", *args], cwd=ROOT, input="", text=True,
+                                    env=dict(__import__("os").environ), capture_output=True, timeout=120)
+            outputs.append(f"$ ksync {' '.join(args[:2])} ...\n{result.stdout}\n{result.stderr}")  # argv: not output
+            return result
+
+        assert ksync("connections", "list").returncode == 0
+        assert ksync("connections", "show", "glow-us", "--json").returncode == 0
+        assert ksync("connections", "test", "glow-us").returncode == 0
+        printed = ksync("connections", "authorize", "corner")
+        consent = re.search(r"(http://\S+/open/authorize\?\S+)", printed.stdout).group(1)
+        code = requests.get(consent, params={"seller": "corner"}, timeout=10).json()["code"]
+        needles[f"auth code #{len(needles)}"] = code
+        assert ksync("connections", "authorize", "--code", code).returncode == 0  # corner active again
+        assert ksync("connections", "test", "corner").returncode == 0
+        assert ksync("connections", "rotate-key").returncode == 0
+        every_token(tiktok, needles)
+        assert "level=debug" in "".join(outputs)  # the commands really logged at DEBUG
+
+        # 3. A sync's task message carries the connection id, never its secrets.
+        run_id = enqueue_sync(connection="glow-us", days_back=1)
+        messages = wait_for(lambda: queued_messages(clients.redis_client(), "sync")
+                            + queued_messages(clients.redis_client(), "backfill"), 10, "sync task message")
+        assert_carries_references_only(messages, needles, run_id)
+        assert messages[0][2][1]["connection"] == "glow-us"
+
+        # 4. Reprs: the rows, the authorization, a connection's context and its clients.
+        with session_scope() as session:
+            shown_things += [*session.scalars(select(Connection)), *session.scalars(select(TikTokAuthorization))]
+        ctx = engine.context("glow-us", fresh=True)
+        shown_things += [ctx, ctx.klaviyo, ctx.tiktok, ctx.tiktok.token_store, ctx.tiktok.token_store.load(),
+                         load("glow-us")]
+        monkeypatch.setenv("KSYNC_SECRET_KEY", Fernet.generate_key().decode())  # the key rotated away
+        reset_settings_cache()
+        with pytest.raises(SecretKeyError) as unreadable:
+            load("glow-us")
+        shown_things.append(unreadable.value)
+        monkeypatch.setenv("KSYNC_SECRET_KEY", fernet_key)
+        reset_settings_cache()
+        ctx.close()
+        engine.forget()
+
+        # 5. Every row of every table.
+        dump = database_dump(migrated_database)
+        assert "connections:" in dump and "tiktok_authorizations:" in dump
+
+    for thing in shown_things:
+        assert not leaks(shown(thing), needles), (type(thing).__name__, leaks(shown(thing), needles))
+    for output in outputs:
+        assert not leaks(output, needles), leaks(output, needles)
+    assert not leaks(dump, needles), leaks(dump, needles)
+    records = "\n".join(f"{r.name} {r.getMessage()}" for r in caplog.records)
+    captured = capsys.readouterr()
+    assert not leaks("\n".join([caplog.text, records, captured.out, captured.err]), needles)
+    # urllib3 wrote the token host's request lines, and with the credentials blanked.
+    assert not leaks("\n".join(request_lines), needles), leaks("\n".join(request_lines), needles)
+    token_lines = [line for line in request_lines if "/api/v2/token/" in line]
+    assert any("/api/v2/token/get?" in line and "auth_code=***" in line for line in token_lines), token_lines
+    assert any("/api/v2/token/refresh?" in line and "refresh_token=***" in line for line in token_lines), token_lines
+    assert all("app_secret=***" in line for line in token_lines), token_lines
+    clients.reset()
+    reset_settings_cache()
 
 
 # Reprs and exceptions ------------------------------------------------------------------------------

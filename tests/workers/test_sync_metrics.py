@@ -21,6 +21,7 @@ from db.engine import session_scope
 from db.models import SyncItem, SyncRun
 from sandbox.redis import free_port
 from sandbox.stack import ROOT
+from settings import reset_settings_cache
 from tests.cli.support import ksync
 from tests.support import wait_for_run
 from tests.test_flower import wait_until
@@ -102,14 +103,27 @@ def test_two_collectors_read_the_same_numbers(migrated_database):
         {k: v for k, v in b.items() if "watermark_age" not in k[0]}
 
 
-def test_watermark_age_per_shop_and_the_interval_it_is_measured_against(migrated_database):
+def test_watermark_age_per_connection_not_paused_and_the_interval_it_is_measured_against(migrated_database,
+                                                                                       monkeypatch):
+    from db import connections
+    from tests.support import add_connection
+
+    monkeypatch.setenv("KSYNC_SECRET_KEY", "sMGqBzq7TTWvSs-KjiKb5MN8GcdYYe0Q_5w7ID3v4lI=")
+    reset_settings_cache()
+    add_connection("conn-a", "pk_a_0123456789", "shop-a")
+    add_connection("conn-b", "pk_b_0123456789", "shop-b")
     with session_scope() as session:
-        ledger.set_watermark(session, "shop-a", NOW - timedelta(minutes=25))
+        connections.set_status(session, "conn-b", "paused", "holiday")
+        for connection_id in ("conn-a", "conn-b", "removed-c"):
+            ledger.set_watermark(session, connection_id, NOW - timedelta(minutes=25))
     samples = scrape(SyncCollector(sync_interval_seconds=600, clock=lambda: NOW.timestamp()))
-    assert value(samples, "ksync_watermark_age_seconds", connection="shop-a", stream="orders") == 1500
-    assert value(samples, "ksync_watermark_timestamp_seconds", connection="shop-a", stream="orders") == \
-        (NOW - timedelta(minutes=25)).timestamp()
+    assert value(samples, "ksync_watermark_age_seconds", connection="conn-a", shop="shop-a", stream="orders") == 1500
+    assert value(samples, "ksync_watermark_timestamp_seconds", connection="conn-a", shop="shop-a",
+                 stream="orders") == (NOW - timedelta(minutes=25)).timestamp()
+    assert [k for k in samples if k[0] == "ksync_watermark_age_seconds"] == [
+        ("ksync_watermark_age_seconds", frozenset({("connection", "conn-a"), ("shop", "shop-a"), ("stream", "orders")}))]
     assert value(samples, "ksync_sync_interval_seconds") == 600
+    reset_settings_cache()
 
 
 def test_an_unreachable_database_is_a_zero_not_a_failed_scrape(monkeypatch):
