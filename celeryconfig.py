@@ -72,16 +72,24 @@ task_routes = {
     "ksync.track_event": {"queue": "events"},
     "ksync.bulk_import_profiles": {"queue": "bulk"},
     "ksync.bulk_create_events": {"queue": "bulk"},
+    "ksync.dispatch_catalog": {"queue": "sync"},
+    "ksync.sync_catalog": {"queue": "sync"},
+    "ksync.replay_catalog": {"queue": "sync"},
+    "ksync.poll_stock": {"queue": "sync"},
 }
 
-#: Beat runs two light tasks. ``dispatch_due`` enqueues the connections whose sync is due (so new,
+#: Beat runs three light tasks. ``dispatch_due`` enqueues the connections whose sync is due (so new,
 #: paused and resumed connections take effect without restarting beat); ``sweep`` finishes runs
-#: and re-sends lost work. Both every KSYNC_SWEEP_SECONDS.
+#: and re-sends lost work; ``dispatch_catalog`` enqueues catalog syncs and stock polls. All three every
+#: KSYNC_SWEEP_SECONDS.
 beat_schedule = {
     "ksync.sweep": {"task": "ksync.sweep", "schedule": float(_s.sweep_interval_seconds),
                     "options": {"expires": max(5, _s.sweep_interval_seconds - 1)}},
     "ksync.dispatch_due": {"task": "ksync.dispatch_due", "schedule": float(_s.sweep_interval_seconds),
                            "options": {"expires": max(5, _s.sweep_interval_seconds - 1)}},
+    # catalog syncs (each connection's sync_interval_seconds) and stock polls (KSYNC_STOCK_POLL_SECONDS)
+    "ksync.dispatch_catalog": {"task": "ksync.dispatch_catalog", "schedule": float(_s.sweep_interval_seconds),
+                               "options": {"expires": max(5, _s.sweep_interval_seconds - 1)}},
 }
 
 if __name__ == "__main__":

@@ -79,6 +79,15 @@ class Settings:
     sweep_interval_seconds: int = 15
     #: A window longer than this (s) is a backfill: it runs in the ``backfill`` lane (fairness).
     backfill_after_seconds: int = 86400
+    # Catalog and back in stock
+    #: How often a connection's stock is polled (Inventory Search, 100 products a call). TikTok
+    #: sends no webhook on a restock (type 27 fires on drops only) and a stock edit does not move a
+    #: product's ``update_time``, so polling is the only way to see a restock; 60 s keeps a restock
+    #: within about a minute of Klaviyo's back-in-stock flow for one call per 100 products a minute.
+    stock_poll_seconds: int = 60
+    #: The catalog item's page URL; ``{product_id}`` and ``{region}`` are filled in (no Product API
+    #: returns a product page URL: commerce-apis.md §2.4).
+    product_url_template: str = "https://shop.tiktok.com/view/product/{product_id}?region={region}"
     # Real time (ksync serve)
     web_bind: str = "127.0.0.1:8080"
     web_workers: int = 2
@@ -170,6 +179,8 @@ ENV_NAMES = {
     "stale_item_seconds": "KSYNC_STALE_ITEM_SECONDS",
     "sweep_interval_seconds": "KSYNC_SWEEP_SECONDS",
     "backfill_after_seconds": "KSYNC_BACKFILL_AFTER_SECONDS",
+    "stock_poll_seconds": "KSYNC_STOCK_POLL_SECONDS",
+    "product_url_template": "KSYNC_PRODUCT_URL_TEMPLATE",
     "web_bind": "KSYNC_WEB_BIND",
     "web_workers": "KSYNC_WEB_WORKERS",
     "web_timeout_seconds": "KSYNC_WEB_TIMEOUT",

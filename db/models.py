@@ -302,3 +302,28 @@ class SyncState(Base):
 
 
 KlaviyoSyncHistory = SyncRun  #: the seed's name for a sync run (same table, same columns)
+
+
+class CatalogEntry(Base):
+    """What one Klaviyo account's catalog holds, as ksync last wrote it: an item per TikTok product,
+    a variant per SKU, a category per category id. ``fingerprint`` hashes what was sent with the
+    stock left out, and ``inventory_quantity`` is kept beside it, so an unchanged product is not
+    sent again and a stock change alone is a stock-only update. ``details`` (items only) holds the
+    order-event fields taken from the catalog (URL, image, categories, brand)."""
+
+    __tablename__ = "catalog_entries"
+    __table_args__ = (Index("ix_catalog_entries_account_product", "account", "product_id"),)
+
+    account: Mapped[str] = mapped_column(String(64), primary_key=True)
+    #: item, variant or category.
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    external_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    connection_id: Mapped[str | None] = mapped_column(String(64))
+    #: The TikTok product of an item or variant (its own id for an item); empty for a category.
+    product_id: Mapped[str] = mapped_column(String(64), default="")
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    inventory_quantity: Mapped[int | None] = mapped_column(Integer)
+    published: Mapped[bool] = mapped_column(Boolean, default=True)
+    details: Mapped[dict | None] = mapped_column(JSON)
+    run_id: Mapped[str | None] = mapped_column(String(36))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

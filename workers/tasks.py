@@ -43,7 +43,7 @@ from klaviyo import KlaviyoAPIError, RateLimitTimeout
 from settings import ConfigError, get_settings
 from tiktok import InvalidOrder, TikTokAPIError, TikTokAuthError, TikTokReauthorizationRequired, TikTokSignatureError
 
-from . import clients, connections, delivery, locks, reading, realtime, sync
+from . import catalog, clients, connections, delivery, locks, reading, realtime, sync
 from .app import app
 from .planning import EVENT, PROFILE
 
@@ -320,6 +320,7 @@ def sync_orders(self, connection: str) -> str | None:
         invalid = [o for o in fetched if isinstance(o, InvalidOrder)]
         sync.record_plan(run_id, orders + [o for o in refund_orders if o.id not in fresh], invalid,
                          shop_names=reading.shop_names_of(ctx))
+        catalog_tasks.poll_after_orders(connection, {li.product_id for o in orders for li in o.line_items})
     except (*TRANSIENT, RateLimitTimeout, TikTokAPIError) as exc:
         if isinstance(exc, TikTokAPIError) and not exc.retriable:
             if run_id:
@@ -405,6 +406,10 @@ def sweep(self) -> dict:
     for run_id, sync_type, parent_run_id, lane in stuck:
         if sync_type == "retry":
             retry_failed.apply_async((parent_run_id, run_id))
+        elif sync_type == catalog.CATALOG:
+            catalog_tasks.sync_catalog.apply_async(kwargs={"run_id": run_id})
+        elif sync_type == catalog.STOCK:  # a poll that died mid-way: the next poll sends the same changes
+            sync.stop(run_id, "the stock poll stopped before it finished; the next poll sends its changes")
         else:
             sync_shop.apply_async(kwargs={"run_id": run_id}, **_queue(lane, "sync"))
     with session_scope() as session:
@@ -447,6 +452,12 @@ def retry_failed(self, parent_run_id: str, run_id: str) -> str:
     current ledger: a replay sends the latest profile and events, never an older payload, and
     nothing a later run delivered meanwhile. Orders we could not read are fetched from TikTok
     again. Resumable like ``sync_shop``: a redelivered copy picks the run up where it stopped."""
+    with session_scope() as session:
+        parent = session.get(SyncRun, parent_run_id)
+        catalog_parent = parent is not None and parent.sync_type in catalog.CATALOG_SYNC_TYPES
+    if catalog_parent:  # a catalog or stock run: its products are read again by the catalog task
+        catalog_tasks.replay_catalog.apply_async((parent_run_id, run_id))
+        return run_id
     try:
         with session_scope() as session:
             run = session.get(SyncRun, run_id)
@@ -473,3 +484,6 @@ def retry_failed(self, parent_run_id: str, run_id: str) -> str:
     dispatch(run_id)
     sync.finish_if_done(run_id)
     return run_id
+
+
+from . import catalog_tasks  # noqa: E402  (registers the catalog tasks with the app)
