@@ -15,6 +15,15 @@ These rules are a contract (``tests/workers/test_mapping.py`` pins each one):
   ``Fulfilled Order`` once IN_TRANSIT / DELIVERED / COMPLETED, ``Cancelled Order``
   (with ``Reason``) when CANCELLED after payment; both reuse the order id as unique_id
   so Klaviyo counts them against the Placed Order.
+- Items name the catalog: ``ProductID`` = the catalog item's external id (TikTok product id),
+  ``VariantID`` = the variant's (TikTok SKU id), ``SKU`` = the seller SKU else the SKU id; and,
+  once the product is in the catalog (``products``: product id -> its catalog_entries details),
+  ``ProductURL``, ``ImageURL``, ``Categories`` and the brand (``Brand``; ``ProductBrand`` on
+  Ordered Product). An order whose product is not synced yet maps without them.
+- ``relay_email`` (a connection option) decides what happens to a TikTok *relay* address (other
+  addresses are unaffected): ``identity`` (default) makes it the profile's e-mail; ``property``
+  keeps it only as the profile property ``tiktok_relay_email`` (the profile is identified by its
+  external id and a valid phone, and events carry only the external id); ``skip`` sends it nowhere.
 - No consent is ever set: TikTok gives none, so none is invented.
 """
 
@@ -28,7 +37,7 @@ from typing import Iterable
 import phonenumbers
 
 from klaviyo.models import KlaviyoEvent, KlaviyoProfile, ProfileLocation
-from tiktok.models import Order, OrderStatus, SkuGroup, is_masked
+from tiktok.models import Order, OrderStatus, SkuGroup, is_masked, is_relay_email
 
 SOURCE = "TikTok Shop"
 EXTERNAL_ID_PREFIX = "tiktok:"
@@ -43,6 +52,8 @@ PAID_STATUSES = frozenset({
     OrderStatus.IN_TRANSIT, OrderStatus.DELIVERED, OrderStatus.COMPLETED,
 })
 FULFILLED_STATUSES = frozenset({OrderStatus.IN_TRANSIT, OrderStatus.DELIVERED, OrderStatus.COMPLETED})
+IDENTITY, PROPERTY, SKIP = "identity", "property", "skip"
+RELAY_PROPERTY = "tiktok_relay_email"
 
 
 @dataclass(frozen=True)
@@ -154,7 +165,15 @@ def buyer_location(order: Order) -> ProfileLocation | None:
     return location if any(vars(location).values()) else None
 
 
-def buyer_profile(order: Order, stats: BuyerStats, shops: Iterable[str] = ()) -> KlaviyoProfile:
+def identity_email(email: str | None, relay_email: str = IDENTITY) -> str | None:
+    """The e-mail a profile or event is identified by: none for a relay address unless ``identity``."""
+    if not email or (relay_email != IDENTITY and is_relay_email(email)):
+        return None
+    return email
+
+
+def buyer_profile(order: Order, stats: BuyerStats, shops: Iterable[str] = (),
+                  relay_email: str = IDENTITY) -> KlaviyoProfile:
     """The Klaviyo profile of the order's buyer, with totals from the ledger (over every shop that
     feeds the same Klaviyo account) and ``tiktok_shops``, the names of those shops."""
     address = order.recipient_address
@@ -176,8 +195,10 @@ def buyer_profile(order: Order, stats: BuyerStats, shops: Iterable[str] = ()) ->
     shops = sorted(set(shops))
     if shops:
         properties["tiktok_shops"] = shops
+    if relay_email == PROPERTY and is_relay_email(order.buyer_email):
+        properties[RELAY_PROPERTY] = order.buyer_email
     return KlaviyoProfile(
-        email=order.buyer_email or None,
+        email=identity_email(order.buyer_email, relay_email),
         external_id=external_id(order.user_id),
         phone_number=valid_e164(address.phone_number) if address else None,
         first_name=first or None,
@@ -187,82 +208,105 @@ def buyer_profile(order: Order, stats: BuyerStats, shops: Iterable[str] = ()) ->
     )
 
 
-def event_profile(order: Order) -> KlaviyoProfile:
-    """The identifiers an event carries: relay e-mail (when present) and the TikTok external id."""
-    return KlaviyoProfile(email=order.buyer_email or None, external_id=external_id(order.user_id))
+def event_profile(order: Order, relay_email: str = IDENTITY) -> KlaviyoProfile:
+    """The identifiers an event carries: the e-mail (a relay one only with ``identity``) and the
+    TikTok external id."""
+    return KlaviyoProfile(email=identity_email(order.buyer_email, relay_email), external_id=external_id(order.user_id))
 
 
 def _money(value: Decimal) -> float:
     return float(value)
 
 
-def _item(group: SkuGroup) -> dict:
+def catalog_fields(product_id: str | None, products: dict | None, brand_key: str = "Brand") -> dict:
+    """What the catalog knows of a product, for an event's item: URL, image, categories, brand."""
+    details = (products or {}).get(product_id) or {}
+    fields = {"ProductURL": details.get("url"), "ImageURL": details.get("image"),
+              "Categories": details.get("categories") or None, brand_key: details.get("brand")}
+    return {k: v for k, v in fields.items() if v}
+
+
+def _item(group: SkuGroup, products: dict | None = None, brand_key: str = "Brand") -> dict:
     return {
         "ProductID": group.product_id,
+        "VariantID": group.sku_id,
         "SKU": group.seller_sku or group.sku_id,
         "ProductName": group.product_name,
         "Quantity": group.quantity,
         "ItemPrice": _money(group.unit_price),
         "RowTotal": _money(group.row_total),
+        **catalog_fields(group.product_id, products, brand_key),
     }
 
 
-def _order_properties(order: Order) -> dict:
+def _order_properties(order: Order, products: dict | None = None) -> dict:
     groups = order.sku_groups()
-    return {
+    items = [_item(g, products) for g in groups]
+    properties = {
         "OrderId": order.id,
         "ItemNames": list(dict.fromkeys(g.product_name for g in groups)),
-        "Items": [_item(g) for g in groups],
+        "Items": items,
         "DiscountValue": _money(order.payment.discount),
         "ShippingFee": _money(order.payment.shipping_fee),
         "Tax": _money(order.payment.tax),
         "Source": SOURCE,
     }
+    categories = list(dict.fromkeys(c for i in items for c in i.get("Categories", ())))
+    brands = list(dict.fromkeys(i["Brand"] for i in items if i.get("Brand")))
+    if categories:  # flattened: segments and flow filters read top-level properties only
+        properties["Categories"] = categories
+    if brands:
+        properties["Brands"] = brands
+    return properties
 
 
-def placed_order_event(order: Order) -> KlaviyoEvent:
+def placed_order_event(order: Order, products: dict | None = None, relay_email: str = IDENTITY) -> KlaviyoEvent:
     return KlaviyoEvent(
-        metric_name=PLACED_ORDER, profile=event_profile(order), properties=_order_properties(order),
+        metric_name=PLACED_ORDER, profile=event_profile(order, relay_email),
+        properties=_order_properties(order, products),
         time=order.paid_time or order.create_time, value=order.payment.total_amount,
         value_currency=order.payment.currency, unique_id=order.id)
 
 
-def ordered_product_events(order: Order) -> list[KlaviyoEvent]:
+def ordered_product_events(order: Order, products: dict | None = None,
+                           relay_email: str = IDENTITY) -> list[KlaviyoEvent]:
     return [
         KlaviyoEvent(
-            metric_name=ORDERED_PRODUCT, profile=event_profile(order),
-            properties={"OrderId": order.id, **_item(group), "Source": SOURCE},
+            metric_name=ORDERED_PRODUCT, profile=event_profile(order, relay_email),
+            properties={"OrderId": order.id, **_item(group, products, "ProductBrand"), "Source": SOURCE},
             time=order.paid_time or order.create_time, value=group.row_total, value_currency=order.payment.currency,
             unique_id=f"{order.id}:{group.sku_id}")
         for group in order.sku_groups()
     ]
 
 
-def fulfilled_order_event(order: Order) -> KlaviyoEvent:
-    properties = _order_properties(order)
+def fulfilled_order_event(order: Order, products: dict | None = None, relay_email: str = IDENTITY) -> KlaviyoEvent:
+    properties = _order_properties(order, products)
     if order.tracking_number:
         properties["TrackingNumber"] = order.tracking_number
     return KlaviyoEvent(
-        metric_name=FULFILLED_ORDER, profile=event_profile(order), properties=properties,
+        metric_name=FULFILLED_ORDER, profile=event_profile(order, relay_email), properties=properties,
         time=order.collection_time or order.delivery_time or order.update_time,
         value=order.payment.total_amount, value_currency=order.payment.currency, unique_id=order.id)
 
 
-def cancelled_order_event(order: Order) -> KlaviyoEvent:
-    properties = _order_properties(order) | {"Reason": order.cancel_reason or ""}
+def cancelled_order_event(order: Order, products: dict | None = None, relay_email: str = IDENTITY) -> KlaviyoEvent:
+    properties = _order_properties(order, products) | {"Reason": order.cancel_reason or ""}
     return KlaviyoEvent(
-        metric_name=CANCELLED_ORDER, profile=event_profile(order), properties=properties,
+        metric_name=CANCELLED_ORDER, profile=event_profile(order, relay_email), properties=properties,
         time=order.cancel_time or order.update_time, value=order.payment.total_amount,
         value_currency=order.payment.currency, unique_id=order.id)
 
 
-def order_events(order: Order) -> list[KlaviyoEvent]:
-    """Every event the order's current state implies. Re-sending any of them is harmless (unique_id)."""
+def order_events(order: Order, products: dict | None = None, relay_email: str = IDENTITY) -> list[KlaviyoEvent]:
+    """Every event the order's current state implies. Re-sending any of them is harmless (unique_id).
+    ``products``: product id -> catalog details (see ``catalog_fields``); ``relay_email``: the
+    connection's option."""
     if not is_placed(order):
         return []
-    events = [placed_order_event(order), *ordered_product_events(order)]
+    events = [placed_order_event(order, products, relay_email), *ordered_product_events(order, products, relay_email)]
     if order.status in FULFILLED_STATUSES:
-        events.append(fulfilled_order_event(order))
+        events.append(fulfilled_order_event(order, products, relay_email))
     if order.status is OrderStatus.CANCELLED:
-        events.append(cancelled_order_event(order))
+        events.append(cancelled_order_event(order, products, relay_email))
     return events

@@ -45,6 +45,9 @@ class KnownState:
 
     shop: str = ""                                                        # the window's shop (cipher)
     shop_names: dict[str, str] = field(default_factory=dict)              # cipher -> name, for tiktok_shops
+    #: product id -> its catalog item's details (URL, image, categories, brand), for order events
+    products: dict[str, dict] = field(default_factory=dict)
+    relay_email: str = "identity"                                        # the connection's option
 
     def already_failing(self, kind: str, key: str, payload: dict) -> bool:
         fingerprints = self.reported.get((kind, key))
@@ -100,7 +103,7 @@ def plan_window(orders: Iterable[Order], known: KnownState, with_events: bool = 
 
     events, delivered, elsewhere, failing = [], 0, 0, 0
     for order in window if with_events else ():
-        for event in order_events(order):
+        for event in order_events(order, known.products, known.relay_email):
             key = event_key(event)
             if key in known.delivered:
                 delivered += 1
@@ -121,7 +124,7 @@ def plan_window(orders: Iterable[Order], known: KnownState, with_events: bool = 
         newest = max(placed, key=lambda o: (o.create_time, o.id))
         entries = merged_entries(user_id, buyer_orders, known.ledger.get(user_id, []), known.shop)
         shops = {known.shop_names.get(e.shop, e.shop) for e in entries if e.placed and e.shop}
-        payload = profile_payload(buyer_profile(newest, buyer_stats(entries), shops))
+        payload = profile_payload(buyer_profile(newest, buyer_stats(entries), shops, known.relay_email))
         fingerprint = payload_hash(payload)
         key = external_id(user_id)
         if known.profile_hashes.get(key) == fingerprint:

@@ -170,7 +170,8 @@ def _plan_refunds(ctx, run_id: str, returns: list, counts: dict, send) -> None:
             chosen[ret.id] = unique_id
             if unique_id == ret.order_id:
                 taken.add(ret.order_id)
-            events.append(refunded_order_event(ret, stored[ret.order_id], unique_id))
+            events.append(refunded_order_event(ret, stored[ret.order_id], unique_id,
+                                               relay_email=ctx.options.relay_email))
         keys = [event_key(e) for e in events]
         delivered = ledger.delivered_keys(session, account, keys)
         busy = ledger.in_flight(session, account, [("event", k) for k in keys], exclude_run=run_id)

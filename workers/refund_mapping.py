@@ -60,9 +60,10 @@ def refund_unique_id(order_id: str, return_id: str, order_has_one: bool) -> str:
     return f"{order_id}:{return_id}" if order_has_one else order_id
 
 
-def refunded_order_event(ret: Return, order: Order, unique_id: str) -> KlaviyoEvent:
+def refunded_order_event(ret: Return, order: Order, unique_id: str, relay_email: str = "identity") -> KlaviyoEvent:
+    """``relay_email``: the connection's option, as for the order's own events (``mapping.event_profile``)."""
     amount, currency = refunded_amount(ret)
-    items = [{"ProductID": _product_id(order, g.sku_id), "SKU": g.seller_sku or g.sku_id,
+    items = [{"ProductID": _product_id(order, g.sku_id), "VariantID": g.sku_id, "SKU": g.seller_sku or g.sku_id,
               "ProductName": g.product_name, "Quantity": g.quantity, "RowTotal": float(g.refund_total),
               **({"ImageURL": g.image_url} if g.image_url else {})} for g in ret.sku_groups()]
     properties = {
@@ -75,7 +76,7 @@ def refunded_order_event(ret: Return, order: Order, unique_id: str) -> KlaviyoEv
         "Items": items,
         "Source": SOURCE,
     }
-    return KlaviyoEvent(metric_name=REFUNDED_ORDER, profile=event_profile(order), properties=properties,
+    return KlaviyoEvent(metric_name=REFUNDED_ORDER, profile=event_profile(order, relay_email), properties=properties,
                         time=ret.update_time, value=amount, value_currency=currency or order.payment.currency,
                         unique_id=unique_id)
 

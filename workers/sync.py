@@ -18,6 +18,7 @@ from datetime import datetime, timedelta, timezone
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from db import catalog as catalog_store
 from db import history, ledger
 from db.engine import session_scope
 from db.models import SyncRun, utcnow
@@ -218,7 +219,17 @@ def known_state(session, run: SyncRun, orders: list[Order], replay: bool = False
         profile_hashes=ledger.profile_hashes(session, account, profile_keys),
         reported={} if replay else history.reported_failures(session, candidates),
         shop=run.shop, shop_names=shop_names or {},
+        products=catalog_store.item_details(session, account, {li.product_id for o in orders for li in o.line_items}),
+        relay_email=relay_email_of(session, run.connection_id),
     )
+
+
+def relay_email_of(session, connection_id: str | None) -> str:
+    """The connection's ``relay_email`` option (``identity`` when unset)."""
+    from db.models import Connection
+
+    row = session.get(Connection, connection_id) if connection_id else None
+    return str(((row.options if row else None) or {}).get("relay_email") or "identity")
 
 
 def record_plan(run_id: str, orders: list[Order], invalid: list[InvalidOrder], only: set[tuple[str, str]] | None = None,

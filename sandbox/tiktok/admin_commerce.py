@@ -48,6 +48,16 @@ def commerce_routes(bp, standin) -> None:
     def products():
         return answer(lambda: {"products": shop().products(), "warehouses": list(shop().catalog.warehouses)})
 
+    @bp.post("/products")
+    def add_products():
+        data = body()
+        return answer(lambda: {"products": shop().add_products(int(data.get("count", 1)), int(data.get("variants", 2)),
+                                                               data.get("status", "ACTIVATE"))})
+
+    @bp.delete("/skus/<sku_id>")
+    def remove_sku(sku_id):
+        return answer(lambda: standin.shop_of_sku(sku_id).remove_sku(sku_id))
+
     @bp.post("/skus/<sku_id>/price")
     def set_price(sku_id):
         price = body().get("price", "")

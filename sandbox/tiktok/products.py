@@ -114,6 +114,49 @@ class Catalog:
             self.sku_index[sku.sku_id] = (product, state)
 
     # -- changes ----------------------------------------------------------------------------------------
+    def add_products(self, count: int, now: int, variants: int = 2, status: str = "ACTIVATE") -> list[dict]:
+        """``count`` new products of ``variants`` SKUs each, created and updated ``now`` (a seller
+        growing the catalog; orders never name them). Returns their details."""
+        if not 1 <= count <= 1000 or not 1 <= variants <= 20:
+            raise ValueError("count must be 1..1000 and variants 1..20")
+        if status not in STATUSES:
+            raise ValueError(f"unknown product status {status!r}")
+        with self.lock:
+            rng = random.Random(f"{self.warehouses[0]}:added:{len(self.products)}")
+            added = []
+            for _ in range(count):
+                index = len(self.products)
+                product_id = str(1729390000000000000 + index * 10**7 + rng.randrange(10**7))
+                title = f"{rng.choice(['Everyday', 'Cozy', 'Mini', 'Pro', 'Travel'])} " \
+                        f"{rng.choice(['Lip Oil', 'Yoga Mat', 'Desk Lamp', 'Hoodie', 'Pet Brush', 'Serum'])} {index}"
+                product = ProductState(
+                    id=product_id, index=index, title=title, brand="Ksync Basics", category=_category(title),
+                    image_keys=tuple(f"{rng.getrandbits(128):032x}" for _ in range(2)), create_time=now,
+                    update_time=now, status=status)
+                self.products[product_id] = product
+                for v in range(variants):
+                    sku_id = str(int(product_id) + 10**15 + v)
+                    price = money.q(Decimal(rng.randint(500, 6000)) / 100, self.currency)
+                    sku = Sku(product_id, title, sku_id, f"Option {v + 1}", f"ADD-{index}-{v}",
+                              _image(f"{rng.getrandbits(128):032x}"), price)
+                    state = SkuState(sku, price, price, {w: rng.randint(1, 50) for w in self.warehouses},
+                                     {w: 0 for w in self.warehouses})
+                    product.skus.append(state)
+                    self.sku_index[sku_id] = (product, state)
+                added.append(self.detail(product_id, any_status=True))
+            return added
+
+    def remove_sku(self, sku_id: str, now: int) -> dict:
+        """The seller deletes one SKU of a product (the product stays); moves ``update_time``."""
+        with self.lock:
+            product, sku = self.sku_index.pop(sku_id)
+            if len(product.skus) == 1:
+                self.sku_index[sku_id] = (product, sku)
+                raise ValueError("a product keeps at least one SKU; delete the product instead")
+            product.skus.remove(sku)
+            product.update_time = now
+            return self.detail(product.id, any_status=True)
+
     def set_price(self, sku_id: str, price: str | Decimal, now: int) -> dict:
         """New sale price (and tax-exclusive price) for a SKU; moves the product's ``update_time``."""
         with self.lock:

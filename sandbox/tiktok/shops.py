@@ -206,3 +206,9 @@ class StandInShop:
 
     def set_inventory(self, sku_id: str, quantity: int, warehouse_id: str | None = None) -> dict:
         return self.catalog.set_inventory(sku_id, quantity, warehouse_id)
+
+    def add_products(self, count: int, variants: int = 2, status: str = "ACTIVATE") -> list[dict]:
+        return self.catalog.add_products(count, int(time.time()), variants, status)
+
+    def remove_sku(self, sku_id: str) -> dict:
+        return self.catalog.remove_sku(sku_id, int(time.time()))

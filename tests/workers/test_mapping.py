@@ -98,8 +98,10 @@ def test_placed_order_carries_order_id_total_currency_and_paid_time():
     assert props["DiscountValue"] == 1.5 and props["ShippingFee"] == 3.0 and props["Tax"] == 2.0
     assert props["Source"] == "TikTok Shop"
     assert props["Items"] == [
-        {"ProductID": "p-mug", "SKU": "MUG-RED", "ProductName": "Mug", "Quantity": 2, "ItemPrice": 9.99, "RowTotal": 19.98},
-        {"ProductID": "p-tee", "SKU": "sku-tee", "ProductName": "T-shirt", "Quantity": 1, "ItemPrice": 12.99, "RowTotal": 12.99},
+        {"ProductID": "p-mug", "VariantID": "sku-mug", "SKU": "MUG-RED", "ProductName": "Mug", "Quantity": 2,
+         "ItemPrice": 9.99, "RowTotal": 19.98},
+        {"ProductID": "p-tee", "VariantID": "sku-tee", "SKU": "sku-tee", "ProductName": "T-shirt", "Quantity": 1,
+         "ItemPrice": 12.99, "RowTotal": 12.99},
     ]
 
 
@@ -218,3 +220,64 @@ def test_every_status_is_covered_by_the_table():
     covered = {"UNPAID", "ON_HOLD", "AWAITING_SHIPMENT", "PARTIALLY_SHIPPING", "AWAITING_COLLECTION", "IN_TRANSIT",
                "DELIVERED", "COMPLETED", "CANCELLED"}
     assert covered == {s.value for s in OrderStatus}
+
+
+# The catalog in order events ---------------------------------------------------------------------
+
+CATALOG = {"p-mug": {"url": "https://shop.tiktok.com/view/product/p-mug?region=US", "image": "https://img/mug.jpeg",
+                     "categories": ["Home", "Kitchen"], "brand": "Nestwell"}}
+
+
+def test_order_items_name_the_catalog_item_and_variant_and_take_its_url_image_categories_and_brand():
+    order = load_order(make_order())
+    placed, mug, tee = order_events(order, CATALOG)[:3]
+    item = placed.properties["Items"][0]
+    assert (item["ProductID"], item["VariantID"], item["SKU"]) == ("p-mug", "sku-mug", "MUG-RED")
+    assert item["ProductURL"] == CATALOG["p-mug"]["url"] and item["ImageURL"] == "https://img/mug.jpeg"
+    assert item["Categories"] == ["Home", "Kitchen"] and item["Brand"] == "Nestwell"
+    assert placed.properties["Categories"] == ["Home", "Kitchen"] and placed.properties["Brands"] == ["Nestwell"]
+    assert mug.metric_name == ORDERED_PRODUCT and mug.properties["VariantID"] == "sku-mug"
+    assert mug.properties["ProductBrand"] == "Nestwell" and "Brand" not in mug.properties
+
+
+def test_an_order_whose_product_is_not_in_the_catalog_yet_maps_without_catalog_fields():
+    placed = order_events(load_order(make_order()), {})[0]
+    tee = placed.properties["Items"][1]
+    assert tee["VariantID"] == "sku-tee" and tee["SKU"] == "sku-tee"  # no seller SKU: the SKU id
+    assert not {"ProductURL", "ImageURL", "Categories", "Brand"} & set(tee)
+    assert "Categories" not in placed.properties
+
+
+# relay_email ---------------------------------------------------------------------------------------
+
+STATS = BuyerStats(1, Decimal("36.97"), "USD")
+
+
+def test_relay_email_identity_is_the_profile_and_event_email():
+    order = load_order(make_order())
+    assert buyer_profile(order, STATS).email == "v2b2V5@scs.tiktokw.us"
+    assert order_events(order)[0].profile.email == "v2b2V5@scs.tiktokw.us"
+
+
+def test_relay_email_property_keeps_the_address_only_as_a_profile_property():
+    order = load_order(make_order(recipient_address={"phone_number": "+12135551234", "region_code": "US"}))
+    profile = buyer_profile(order, STATS, relay_email="property")
+    assert profile.email is None and profile.properties["tiktok_relay_email"] == "v2b2V5@scs.tiktokw.us"
+    assert profile.external_id == "tiktok:7021436810468230477" and profile.phone_number == "+12135551234"
+    assert all(e.profile.email is None and e.profile.external_id == profile.external_id
+               for e in order_events(order, relay_email="property"))
+
+
+def test_relay_email_skip_sends_the_address_nowhere():
+    order = load_order(make_order())
+    profile = buyer_profile(order, STATS, relay_email="skip")
+    assert profile.email is None and "tiktok_relay_email" not in profile.properties
+    assert all(e.profile.email is None for e in order_events(order, relay_email="skip"))
+
+
+def test_relay_email_options_leave_a_real_address_alone():
+    order = load_order(make_order(buyer_email="jane@example.com"))
+    for mode in ("property", "skip"):
+        assert buyer_profile(order, STATS, relay_email=mode).email == "jane@example.com"
+        assert "tiktok_relay_email" not in buyer_profile(order, STATS, relay_email=mode).properties
+        assert order_events(order, relay_email=mode)[0].profile.email == "jane@example.com"

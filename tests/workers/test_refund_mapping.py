@@ -54,6 +54,14 @@ def test_a_refunded_order_carries_the_refunded_skus_reason_and_type_at_completio
         ("Refunded Order", Decimal("22.98"), "USD", ORDER.id)
     assert event.time == a_return().update_time
     assert event.properties["RefundType"] == "return and refund" and event.properties["Reason"] == "Arrived damaged"
-    assert event.properties["Items"] == [{"ProductID": "p-mug", "SKU": "MUG-1", "ProductName": "Mug", "Quantity": 2,
+    assert event.properties["Items"] == [{"ProductID": "p-mug", "VariantID": "sku-mug", "SKU": "MUG-1",
+                                          "ProductName": "Mug", "Quantity": 2,
                                           "RowTotal": 22.98}]
     assert event.profile.external_id == f"tiktok:{ORDER.user_id}"
+
+
+def test_a_refunded_order_honours_relay_email_like_the_orders_own_events():
+    assert refunded_order_event(a_return(), ORDER, ORDER.id).profile.email == ORDER.buyer_email
+    for mode in ("property", "skip"):
+        event = refunded_order_event(a_return(), ORDER, ORDER.id, relay_email=mode)
+        assert event.profile.email is None and event.profile.external_id == f"tiktok:{ORDER.user_id}"
