@@ -18,7 +18,7 @@ from settings import get_settings
 
 from .sync import WindowError, window_options
 
-__all__ = ["enqueue_sync", "retry_failed", "WindowError"]
+__all__ = ["enqueue_sync", "enqueue_catalog_sync", "retry_failed", "WindowError"]
 
 
 def enqueue_sync(days_back: float | None = None, since: datetime | str | None = None,
@@ -37,6 +37,18 @@ def enqueue_sync(days_back: float | None = None, since: datetime | str | None = 
     options = window_options(days_back, since, until, settings=get_settings())
     connection_id = resolve_connection(connection, shop)
     return enqueue(connection_id, sync_type="manual", trigger=trigger, options=options, dry_run=dry_run)
+
+
+def enqueue_catalog_sync(connection: str | None = None, trigger: str = "api") -> str:
+    """Queue a catalog sync of a connection (the one named, or the only one); returns its run id."""
+    from .catalog import CATALOG, create_run
+    from .catalog_tasks import sync_catalog
+    from .sync import resolve_connection
+
+    connection_id = resolve_connection(connection)
+    run_id = create_run(connection_id, CATALOG, trigger)
+    sync_catalog.apply_async(kwargs={"connection": connection_id, "trigger": trigger, "run_id": run_id})
+    return run_id
 
 
 def lane_for(connection_id: str, sync_type: str, options: dict, settings) -> str:
