@@ -86,10 +86,11 @@ def run_demo(console: Console, orders: int = 3000, workers: int = 2, days: int =
 
         from .progress import follow
 
+        catalog_run = _catalog_first(console)
         run_id = enqueue_sync(days_back=days + 1, trigger="cli")
         console.print(f"run [bold]{run_id}[/]")
         snap = follow(run_id, console, timeout=900, stop=_stopping)
-        status = _summary(console, stack, snap.run)
+        status = _summary(console, stack, snap.run, catalog_run)
         if _stopping():
             raise KeyboardInterrupt
         _kept(console, snap.run.id, database_url)
@@ -101,7 +102,29 @@ def run_demo(console: Console, orders: int = 3000, workers: int = 2, days: int =
         stack.stop()
 
 
-def _summary(console: Console, stack: LocalStack, run) -> int:
+def _catalog_first(console: Console):
+    """Sync the shop's products into the Klaviyo catalog first, so order events name catalog items."""
+    from db import history
+    from db.engine import session_scope
+    from workers.api import enqueue_catalog_sync
+
+    run_id = enqueue_catalog_sync(trigger="cli")
+    deadline = time.monotonic() + 300
+    with console.status("syncing the product catalog…"):
+        while time.monotonic() < deadline:
+            if _stopping():
+                raise KeyboardInterrupt
+            with session_scope() as session:
+                run = history.get_run(session, run_id)
+                if run is not None and history.is_final(run):
+                    console.print(f"catalog run [bold]{run_id}[/]: {run.status}, {run.success_count} catalog rows")
+                    return run
+            time.sleep(0.5)
+    console.print(f"[yellow]catalog run {run_id} still running after 300 s")
+    return None
+
+
+def _summary(console: Console, stack: LocalStack, run, catalog_run=None) -> int:
     from db import history
     from db.engine import session_scope
     from db.models import SyncItem
@@ -129,6 +152,10 @@ def _summary(console: Console, stack: LocalStack, run) -> int:
         ("records / s", f"{run.success_count / duration:.0f}" if duration else "-"),
         ("429s from Klaviyo", summary["http_429"]["total"]),
         ("duplicates Klaviyo dropped", summary["duplicates_dropped"]["total"]),
+        ("Refunded Orders in Klaviyo", sum(1 for e in state["events"] if e["metric"] == "Refunded Order")),
+        ("catalog items / variants in Klaviyo",
+         f"{summary['catalog']['items']} / {summary['catalog']['variants']}"
+         + ("" if catalog_run is None or catalog_run.status == "succeeded" else f" (catalog run {catalog_run.status})")),
     ]
     for label, value in rows:
         table.add_row(label, str(value))

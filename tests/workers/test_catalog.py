@@ -161,3 +161,47 @@ def test_an_out_of_stock_variant_restocked_reaches_the_catalog_within_the_poll_i
     restocks = [r for r in stack.klaviyo.state()["catalog"]["restocks"] if ext(r["variant"]) == sku]
     assert restocks and restocks[-1]["before"] == 0 and restocks[-1]["after"] == 7
     assert latency < poll + 1 + 10  # a poll period, a beat tick, one bulk job and its polling
+
+
+def test_the_variants_of_an_item_klaviyo_refuses_fail_too_naming_the_item(stack_with_products):
+    stack = stack_with_products
+    shop = stack.tiktok.shop(0)
+    product = next(p for p in shop.products() if p["status"] == LIVE and len(p["skus"]) >= 2)
+    stack.klaviyo.set_faults(fail_rows=f'"{product["id"]}"')  # the item's create row only
+    run = catalog_sync(expect="partial")
+    from db import history
+    from db.engine import session_scope
+    with session_scope() as session:
+        failed = {(i.kind, i.key): i.error for i in history.failed_items(session, run.id)}
+    assert set(failed) == {("catalog_item", product["id"])} | {("catalog_variant", s["id"]) for s in product["skus"]}
+    assert failed[("catalog_item", product["id"])].startswith(f"product {product['id']}: ")
+    for sku in product["skus"]:
+        assert failed[("catalog_variant", sku["id"])].startswith(
+            f"variant {sku['id']} (product {product['id']}): its item failed")
+    items, variants = klaviyo_catalog(stack)
+    assert product["id"] not in items and not {s["id"] for s in product["skus"]} & set(variants)
+
+
+def test_a_webhook_order_sync_polls_the_stock_of_the_orders_products(make_stack):
+    from tests.support import valid_orders
+    from workers import clients, realtime
+    from workers.sync import resolve_connection
+    from workers.tasks import sync_orders
+
+    stack = make_stack(orders=60, workers=2)
+    shop = stack.tiktok.shop(0)
+    catalog_sync()
+    _, variants = klaviyo_catalog(stack)
+    order = next(o for o in valid_orders(stack) if o.line_items[0].sku_id in variants)
+    sku = order.line_items[0].sku_id
+    shop.set_inventory(sku, 4321)  # a stock edit: no update_time moves, no catalog sync would see it
+    connection = resolve_connection()
+    realtime.note_orders(clients.redis_client(), connection, [(order.id, int(order.update_time.timestamp()))],
+                         time.time())
+    sync_orders.apply_async(kwargs={"connection": connection})
+    deadline = time.time() + 60
+    while time.time() < deadline and klaviyo_catalog(stack)[1][sku]["inventory_quantity"] == variants[sku][
+            "inventory_quantity"]:
+        time.sleep(0.3)
+    expected = sum(w["quantity"] for p in shop.products() for s in p["skus"] if s["id"] == sku for w in s["inventory"])
+    assert klaviyo_catalog(stack)[1][sku]["inventory_quantity"] == expected
