@@ -30,7 +30,7 @@ from tiktok.models import InvalidRecord
 
 from .catalog_mapping import DELETE, IGNORE, MappedProduct, disposition, map_product
 from .catalog_planning import CatalogPlan, plan_catalog, plan_stock, restocks
-from .catalog_send import ITEM_KIND, Outcome, record_plan, send_plan
+from .catalog_send import ITEM_KIND, record_plan, send_plan
 from .sync import Window
 
 log = logging.getLogger(__name__)
@@ -39,6 +39,8 @@ EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 CATALOG, STOCK = "catalog", "stock"
 #: Sync types of catalog runs (the sweeper and ``retry_failed`` send them to the catalog tasks).
 CATALOG_SYNC_TYPES = (CATALOG, STOCK)
+#: Products read, planned and sent together: one Search page, at most one bulk job per kind.
+BATCH = 100
 
 
 def create_run(connection_id: str, sync_type: str, trigger: str, period: str | None = None,
@@ -82,19 +84,35 @@ def region_of(connection_id: str) -> str:
         return (row.shop_region if row else "") or "US"
 
 
-def read_products(ctx, window: Window | None, settings, product_ids: list[str] | None = None,
+def wanted_products(ctx, window: Window | None, product_ids: list[str] | None = None
+                    ) -> tuple[list[tuple[str, str | None, int | None]], list[InvalidRecord]]:
+    """(product id, disposition, update_time) of the products updated in the window, or of exactly
+    ``product_ids`` (a replay: disposition and time unknown until read), and the unreadable ones."""
+    if product_ids is not None:
+        return [(p, None, None) for p in product_ids], []
+    found = list(ctx.tiktok.search_products(window.start, window.end))
+    invalid = [s for s in found if isinstance(s, InvalidRecord)]
+    return [(s.id, disposition(s.status), int(s.update_time.timestamp())) for s in found
+            if not isinstance(s, InvalidRecord)], invalid
+
+
+def not_landed(account: str, wanted: list[tuple[str, str | None, int | None]]) -> tuple[list, int]:
+    """Leave out the live or deactivated products whose item landed, with every variant, at this very
+    ``update_time`` (an edge re-read, or a retried run resuming): no Get Product for those. Stock is
+    not in ``update_time``; the stock poll keeps it right."""
+    timed = [p for p, action, t in wanted if t is not None and action not in (DELETE, IGNORE)]
+    with session_scope() as session:
+        landed = {p: d.get("update_time") for p, d in entries.item_details(session, account, timed).items()}
+    keep = [w for w in wanted if w[2] is None or w[1] in (DELETE, IGNORE) or landed.get(w[0]) != w[2]]
+    return keep, len(wanted) - len(keep)
+
+
+def read_products(ctx, wanted: list[tuple[str, str | None, int | None]], settings,
                   heartbeat=None) -> tuple[list[MappedProduct], list[InvalidRecord]]:
-    """The products updated in the window (or exactly ``product_ids``, for a replay), mapped."""
+    """The products wanted, mapped: Get Product for the live and deactivated ones (and for a replay)."""
     region = region_of(ctx.id)
     mapped, invalid = [], []
-    if product_ids is None:
-        found = list(ctx.tiktok.search_products(window.start, window.end))
-        summaries = [s for s in found if not isinstance(s, InvalidRecord)]
-        invalid += [s for s in found if isinstance(s, InvalidRecord)]
-        wanted = [(s.id, disposition(s.status)) for s in summaries]
-    else:
-        wanted = [(p, None) for p in product_ids]
-    for count, (product_id, action) in enumerate(wanted, start=1):
+    for count, (product_id, action, _) in enumerate(wanted, start=1):
         if action in (DELETE, IGNORE):
             mapped.append(MappedProduct(product_id, action, None))
             continue
@@ -107,7 +125,7 @@ def read_products(ctx, window: Window | None, settings, product_ids: list[str] |
             invalid.append(product)
         else:
             mapped.append(map_product(product, settings.product_url_template, region))
-        if heartbeat and count % 50 == 0:
+        if heartbeat and count % 20 == 0:
             heartbeat()
     return mapped, invalid
 
@@ -130,21 +148,35 @@ def record_invalid(run_id: str, invalid: list[InvalidRecord]) -> None:
 
 
 def sync(ctx, run_id: str, window: Window | None, settings, product_ids: list[str] | None = None,
-         heartbeat=None) -> Outcome:
-    """Read, plan, record, send; the run is then dispatched (every row final) for ``finish``."""
-    products, invalid = read_products(ctx, window, settings, product_ids, heartbeat)
+         heartbeat=None) -> None:
+    """Read, plan, record and send, 100 products at a time (what landed is in ``catalog_entries`` after
+    each batch, so a task that runs out of time resumes where it stopped: ``not_landed``)."""
+    wanted, invalid = wanted_products(ctx, window, product_ids)
     record_invalid(run_id, invalid)
-    catalog_plan = plan(run_id, ctx.account, products)
-    record_plan(run_id, catalog_plan)
-    with session_scope() as session:
-        run = session.get(SyncRun, run_id)
-        run.orders_read = len(products) + len(invalid)
-        run.options = (run.options or {}) | {"products_unchanged": catalog_plan.unchanged,
-                                             "products_ignored": catalog_plan.ignored}
-    outcome = send_plan(ctx.klaviyo, run_id, ctx.account, ctx.id, catalog_plan)
-    log.info("catalog of %s: %d rows sent, %d failed, %d unchanged", ctx.id, len(outcome.succeeded),
-             len(outcome.failed), catalog_plan.unchanged)
-    return outcome
+    read, skipped, unchanged, ignored, sent, failed = len(invalid), 0, 0, 0, 0, 0
+    for start in range(0, len(wanted), BATCH):
+        batch = wanted[start:start + BATCH]
+        if product_ids is None:
+            batch, landed = not_landed(ctx.account, batch)
+            skipped += landed
+        products, bad = read_products(ctx, batch, settings, heartbeat)
+        record_invalid(run_id, bad)
+        catalog_plan = plan(run_id, ctx.account, products)
+        record_plan(run_id, catalog_plan)
+        outcome = send_plan(ctx.klaviyo, run_id, ctx.account, ctx.id, catalog_plan)
+        read += len(products) + len(bad)
+        unchanged, ignored = unchanged + catalog_plan.unchanged, ignored + catalog_plan.ignored
+        sent, failed = sent + len(outcome.succeeded), failed + len(outcome.failed)
+        with session_scope() as session:  # progress, and the sweeper's sign that the run is alive
+            run = session.get(SyncRun, run_id)
+            run.orders_read = read
+            run.options = (run.options or {}) | {"products_unchanged": unchanged + skipped,
+                                                 "products_ignored": ignored}
+            run.updated_at = utcnow()
+        if heartbeat:
+            heartbeat()
+    log.info("catalog of %s: %d rows sent, %d failed, %d products unchanged", ctx.id, sent, failed,
+             unchanged + skipped)
 
 
 def poll_stock(ctx, run_id: str | None, product_ids: list[str] | None = None) -> tuple[list, list[str]]:

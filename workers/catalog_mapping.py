@@ -87,7 +87,7 @@ def map_product(product, url_template: str, region: str = "US") -> MappedProduct
             product.status, "value", product.status))), ("currency", _currency(product))) if v})
     variants = tuple(_variant(product, sku, url, images, published) for sku in product.skus)
     details = {"url": url, "image": images[0] if images else None, "categories": [c.name for c in product.categories],
-               "brand": product.brand}
+               "brand": product.brand, "update_time": int(product.update_time.timestamp())}
     return MappedProduct(product.id, action, item, variants, categories, details)
 
 

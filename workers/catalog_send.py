@@ -64,7 +64,7 @@ def record_plan(run_id: str, plan: CatalogPlan) -> None:
     with session_scope() as session:
         history.insert_items(session, run_id, rows)
         run = session.get(SyncRun, run_id)
-        run.items_total = len(rows)
+        run.items_total = session.query(SyncItem).filter(SyncItem.run_id == run_id).count()
         run.updated_at = utcnow()
 
 
@@ -165,6 +165,8 @@ def _settle(run_id: str, account: str, connection_id: str, plan: CatalogPlan, ou
     kinds = {ITEM_KIND: "item", VARIANT_KIND: "variant", CATEGORY_KIND: "category"}
     deleted_items, deleted_variants = set(plan.item_deletes), {s for s, _ in plan.variant_deletes}
     stock_only = {v.external_id: v.inventory_quantity for v in plan.stock_updates}
+    products_of = _products_of(plan)
+    incomplete = {key if kind == ITEM_KIND else products_of.get(key) for kind, key in outcome.failed}
     with session_scope() as session:
         landed, gone_items, gone_variants, stock = [], [], [], {}
         for kind, key in outcome.succeeded:
@@ -175,7 +177,16 @@ def _settle(run_id: str, account: str, connection_id: str, plan: CatalogPlan, ou
             elif kind == VARIANT_KIND and key in stock_only:
                 stock[key] = stock_only[key]
             elif (kinds[kind], key) in plan.rows:
-                landed.append(plan.rows[(kinds[kind], key)])
+                row = plan.rows[(kinds[kind], key)]
+                if kind == ITEM_KIND and key in incomplete and row.get("details"):
+                    # a variant failed: no update_time, so the next sync reads the product again
+                    row = row | {"details": {k: v for k, v in row["details"].items() if k != "update_time"}}
+                landed.append(row)
+        # unchanged items of products that fully landed: the catalog holds them as planned; their
+        # details (update_time) move on, so the next sync need not read them again
+        landed += [row for (kind, key), row in plan.rows.items() if kind == "item" and key not in incomplete
+                   and (ITEM_KIND, key) not in outcome.succeeded and (ITEM_KIND, key) not in outcome.failed
+                   and row.get("details") is not None]
         entries.upsert(session, account, connection_id, run_id, landed)
         entries.set_stock(session, account, stock)
         entries.remove(session, account, "item", gone_items)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 
+from billiard.exceptions import SoftTimeLimitExceeded
 from celery.exceptions import Retry
 
 from db import history
@@ -36,8 +37,13 @@ from .schedules import period_key
 
 log = logging.getLogger(__name__)
 
-#: How often a catalog task retries a TikTok or Klaviyo answer that says "try again".
+#: How often a catalog task retries a TikTok or Klaviyo answer that says "try again" (or running
+#: out of time: each try resumes after the batches that landed).
 CATALOG_RETRIES = 5
+#: A catalog read calls Get Product per changed product and waits on bulk jobs: longer than a send
+#: task's limit (celeryconfig), still well inside the visibility timeout so the broker never hands
+#: the message to a second worker while the first still runs.
+CATALOG_TIME_LIMIT = max(60, min(900, get_settings().visibility_timeout_seconds - 60))
 
 
 def _countdown(seconds: float) -> float:
@@ -46,26 +52,34 @@ def _countdown(seconds: float) -> float:
     return countdown(seconds)
 
 
-def _fail(task, run_id: str | None, connection_id: str, exc: Exception, settings) -> str | None:
-    """Retry, or stop the run with one reason (see the module docstring)."""
+def _fail(task, run_id: str | None, connection_id: str, exc: Exception, settings,
+          kwargs: dict | None = None) -> str | None:
+    """Retry (with ``kwargs``, e.g. naming the run it created; else as sent), or stop the run with
+    one reason (see the module docstring)."""
     from .tasks import TRANSIENT, reauth_reason, tiktok_reason
 
     if isinstance(exc, locks.Busy):
-        raise task.retry(countdown=_countdown(10))
+        raise task.retry(countdown=_countdown(10), kwargs=kwargs)
     if isinstance(exc, (*TRANSIENT, RateLimitTimeout, TimeoutError)):
-        raise task.retry(countdown=_countdown(5), exc=exc)
+        raise task.retry(countdown=_countdown(5), exc=exc, kwargs=kwargs)
+    if isinstance(exc, SoftTimeLimitExceeded):
+        if task.request.retries < CATALOG_RETRIES:
+            raise task.retry(countdown=_countdown(5), kwargs=kwargs)
+        exc = TimeoutError(f"the catalog task ran out of time ({CATALOG_TIME_LIMIT} s) {CATALOG_RETRIES + 1} times")
     if isinstance(exc, TikTokReauthorizationRequired):
         reason = reauth_reason(connection_id, exc)
         connections.needs_reauth(connection_id, reason)
     elif isinstance(exc, TikTokAPIError):
         if exc.retriable and task.request.retries < CATALOG_RETRIES:
-            raise task.retry(countdown=_countdown(getattr(exc, "retry_after", None) or 30), exc=exc)
+            raise task.retry(countdown=_countdown(getattr(exc, "retry_after", None) or 30), exc=exc, kwargs=kwargs)
         reason = tiktok_reason(exc)
     elif isinstance(exc, KlaviyoAPIError):
         verdict = delivery.judge(exc, task.request.retries + 1, settings, connection_id)
         if verdict.action == delivery.RETRY:
-            raise task.retry(countdown=_countdown(verdict.retry_in or 5), exc=exc)
+            raise task.retry(countdown=_countdown(verdict.retry_in or 5), exc=exc, kwargs=kwargs)
         reason = verdict.error or exc.message
+    elif isinstance(exc, TimeoutError):
+        reason = str(exc)
     else:
         log.exception("catalog task of %s failed", connection_id)
         reason = f"{type(exc).__name__}: {exc}"
@@ -74,7 +88,8 @@ def _fail(task, run_id: str | None, connection_id: str, exc: Exception, settings
     return run_id
 
 
-@app.task(name="ksync.sync_catalog", bind=True, max_retries=None)
+@app.task(name="ksync.sync_catalog", bind=True, max_retries=None, time_limit=CATALOG_TIME_LIMIT,
+          soft_time_limit=CATALOG_TIME_LIMIT - 10)
 def sync_catalog(self, connection: str | None = None, trigger: str = "api", run_id: str | None = None) -> str | None:
     """Bring the connection's Klaviyo catalog in step with its TikTok products. Returns the run id."""
     settings = get_settings()
@@ -96,12 +111,14 @@ def sync_catalog(self, connection: str | None = None, trigger: str = "api", run_
                                  ttl=max(settings.item_lease_seconds, 300)) as heartbeat:
             catalog.sync(ctx, run_id, window, settings, heartbeat=heartbeat)
     except Exception as exc:  # noqa: BLE001 - every cause is judged in _fail
-        return _fail(self, run_id, connection, exc, settings)
+        return _fail(self, run_id, connection, exc, settings,
+                     kwargs={"connection": connection, "trigger": trigger, "run_id": run_id})
     catalog.finish(run_id)
     return run_id
 
 
-@app.task(name="ksync.replay_catalog", bind=True, max_retries=None)
+@app.task(name="ksync.replay_catalog", bind=True, max_retries=None, time_limit=CATALOG_TIME_LIMIT,
+          soft_time_limit=CATALOG_TIME_LIMIT - 10)
 def replay_catalog(self, parent_run_id: str, run_id: str) -> str:
     """``ksync retry-failed`` of a catalog or stock run: the failed products, read again and planned
     against what the catalog holds now (a replay never moves the watermark)."""

@@ -56,7 +56,7 @@ def test_a_product_is_one_item_named_by_its_tiktok_id_and_one_variant_per_sku_na
     assert [v.inventory_quantity for v in product.variants] == [7, 0]  # summed over warehouses
     assert all(v.item_external_id == "1729" and v.published for v in product.variants)
     assert product.details == {"url": product.item.url, "image": "https://img/a.jpeg",
-                               "categories": ["Beauty", "Lips"], "brand": "Glow Lab"}
+                               "categories": ["Beauty", "Lips"], "brand": "Glow Lab", "update_time": 1_700_000_100}
 
 
 def test_statuses_decide_publish_unpublish_delete_or_never_send():
