@@ -216,3 +216,23 @@ def test_a_webhook_order_sync_polls_the_stock_of_the_orders_products(make_stack)
         time.sleep(0.3)
     expected = sum(w["quantity"] for p in shop.products() for s in p["skus"] if s["id"] == sku for w in s["inventory"])
     assert klaviyo_catalog(stack)[1][sku]["inventory_quantity"] == expected
+
+
+def test_the_sweeper_restarts_a_stuck_catalog_run_with_the_catalog_task(make_stack):
+    from datetime import timedelta
+
+    from db.engine import session_scope
+    from db.models import SyncRun, utcnow
+    from workers.catalog import CATALOG, create_run
+    from workers.sync import resolve_connection
+    from workers.tasks import sweep
+
+    stack = make_stack(orders=40, workers=2)
+    run_id = create_run(resolve_connection(), CATALOG, "api")  # its task message "lost": never sent
+    with session_scope() as session:
+        session.get(SyncRun, run_id).updated_at = utcnow() - timedelta(hours=1)
+    assert sweep.apply().get()["restarted_runs"] == 1
+    run = wait_for_run(run_id, timeout=120)
+    assert run.status == "succeeded" and run.sync_type == CATALOG, run.error
+    assert_in_step(stack, stack.tiktok.shop(0))
+    assert not any(e["metric"] == "Placed Order" for e in stack.klaviyo.state()["events"])  # not an order sync
