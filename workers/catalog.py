@@ -179,14 +179,15 @@ def sync(ctx, run_id: str, window: Window | None, settings, product_ids: list[st
              unchanged + skipped)
 
 
-def poll_stock(ctx, run_id: str | None, product_ids: list[str] | None = None) -> tuple[list, list[str]]:
-    """The stock-only updates the catalog needs now (and which of them are restocks), from Inventory
-    Search on the connection's products in the catalog (or ``product_ids``)."""
+def poll_stock(ctx, product_ids: list[str] | None = None) -> tuple[CatalogPlan, list[str]]:
+    """The stock-only updates the catalog needs now, as a plan, and which of them are restocks, from
+    Inventory Search on the connection's products in the catalog (or ``product_ids``)."""
     with session_scope() as session:
         ids = product_ids if product_ids is not None else entries.product_ids(session, ctx.account, ctx.id)
-        held = {e.external_id: e.inventory_quantity for e in entries.variants_of_products(session, ctx.account, ids)}
+        variants = entries.variants_of_products(session, ctx.account, ids)
+    held = {e.external_id: e.inventory_quantity for e in variants}
     if not ids:
-        return [], []
+        return CatalogPlan(), []
     quantities = {}
     for record in ctx.tiktok.search_inventory(ids):
         if isinstance(record, InvalidRecord):
@@ -194,7 +195,12 @@ def poll_stock(ctx, run_id: str | None, product_ids: list[str] | None = None) ->
             continue
         for sku in record.skus:
             quantities[sku.id] = sku.total_available_quantity
-    return plan_stock(quantities, held), restocks(quantities, held)
+    updates = plan_stock(quantities, held)
+    product_of = {e.external_id: e.product_id for e in variants}
+    return CatalogPlan(stock_updates=updates, rows={  # rows name each variant's product (failures, history)
+        ("variant", v.external_id): {"kind": "variant", "external_id": v.external_id,
+                                     "product_id": product_of[v.external_id]} for v in updates}), \
+        restocks(quantities, held)
 
 
 def finish(run_id: str) -> SyncRun | None:

@@ -95,15 +95,16 @@ def send_plan(client, run_id: str, account: str, connection_id: str, plan: Catal
         submission = client.wait_for_catalog_jobs(submission, timeout=JOB_TIMEOUT_SECONDS)
         if not submission.done:
             raise TimeoutError(f"Klaviyo's catalog jobs did not finish in {JOB_TIMEOUT_SECONDS} s")
-        errors = {}
+        errors, present = {}, set(submission.already_present)
         for error in submission.row_errors():
             if error.index is not None and not error.settled:
                 errors[error.index] = error
+            elif error.index is not None and action == "create":  # created meanwhile: sent again as an update
+                present.add(error.index)
         for job in submission.jobs:
             outcome.jobs.append({"type": job.job_type, "id": job.job_id, "rows": len(job.external_ids),
                                  "failed": job.failed_count})
             _set_ref(run_id, kind, list(job.external_ids), job.job_id)
-        present = set(submission.already_present)
         for index, value in enumerate(values):
             ident = (kind, key(value))
             if index in errors:

@@ -32,7 +32,6 @@ from tiktok import TikTokAPIError, TikTokReauthorizationRequired
 from . import catalog, clients, connections, delivery, locks, sync
 from .app import app
 from .catalog_send import VARIANT_KIND, record_plan, send_plan
-from .catalog_planning import CatalogPlan
 from .schedules import period_key
 
 log = logging.getLogger(__name__)
@@ -154,12 +153,11 @@ def poll_stock(self, connection: str, product_ids: list[str] | None = None, trig
         if ctx.status != "active":
             return None
         with locks.single_flight(clients.redis_client(), f"catalog:{ctx.id}", ttl=120):
-            updates, restocked = catalog.poll_stock(ctx, run_id, product_ids)
-            if not updates:
+            plan, restocked = catalog.poll_stock(ctx, product_ids)
+            if plan.empty:
                 return None
             run_id = run_id or catalog.create_run(ctx.id, catalog.STOCK, trigger)
             catalog.begin(run_id, self.request.id, ctx.account, settings)
-            plan = CatalogPlan(stock_updates=updates)
             record_plan(run_id, plan)
             send_plan(ctx.klaviyo, run_id, ctx.account, ctx.id, plan)
     except Exception as exc:  # noqa: BLE001
