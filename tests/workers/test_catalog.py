@@ -236,3 +236,21 @@ def test_the_sweeper_restarts_a_stuck_catalog_run_with_the_catalog_task(make_sta
     assert run.status == "succeeded" and run.sync_type == CATALOG, run.error
     assert_in_step(stack, stack.tiktok.shop(0))
     assert not any(e["metric"] == "Placed Order" for e in stack.klaviyo.state()["events"])  # not an order sync
+
+
+def test_an_item_klaviyo_already_has_is_sent_again_as_an_update(make_stack):
+    from klaviyo import KlaviyoClient
+    from klaviyo.catalog import CatalogItem
+
+    stack = make_stack(orders=40, workers=2)
+    shop = stack.tiktok.shop(0)
+    product = next(p for p in shop.products() if p["status"] == LIVE)
+    # made by someone else (or by a lost answer of ours) before ksync's first sync: stale data
+    KlaviyoClient(stack.klaviyo.api_key, base_url=stack.klaviyo.url).create_catalog_item(
+        CatalogItem(external_id=product["id"], title="stale", description="stale", url="https://example.com/old",
+                    price=999.0))
+    run = catalog_sync()
+    assert run.failed_count == 0
+    items, _ = klaviyo_catalog(stack)
+    assert items[product["id"]]["title"] == product["title"] and items[product["id"]]["price"] != 999.0
+    assert_in_step(stack, shop)
