@@ -21,10 +21,12 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta, timezone
 
+from sqlalchemy import update
+
 from db import catalog as entries
 from db import history, ledger
 from db.engine import session_scope
-from db.models import Connection, SyncRun, utcnow
+from db.models import OPEN_ITEM_STATUSES, Connection, SyncItem, SyncRun, utcnow
 from tiktok import TikTokNotFoundError
 from tiktok.models import InvalidRecord
 
@@ -211,6 +213,11 @@ def finish(run_id: str) -> SyncRun | None:
         run = session.get(SyncRun, run_id)
         if run is not None and run.phase in ("queued", "reading"):
             run.phase = "planned"
+        # every row was settled by the send; one left open would keep the run open for ever: unsent
+        # (the watermark stays, and the next sync sends it)
+        session.execute(update(SyncItem).where(SyncItem.run_id == run_id, SyncItem.status.in_(OPEN_ITEM_STATUSES))
+                        .values(status="unsent", error="the catalog send left this row without an outcome",
+                                updated_at=utcnow()).execution_options(synchronize_session=False))
     mark_dispatched(run_id)
     run = finish_if_done(run_id)
     if run is not None and run.sync_type == CATALOG:

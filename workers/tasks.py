@@ -430,6 +430,8 @@ def resend_lost_items(now, settings) -> int:
         lanes = {r.id: lane_of(r.options) for r in runs.values()}
     jobs: dict[tuple[str, str], list[int]] = {}
     for item in items:
+        if item.kind.startswith("catalog_"):  # a catalog run's rows are sent by its own task, never here
+            continue
         if item.external_ref:
             jobs.setdefault((item.run_id, item.external_ref), []).append(item.id)
         elif item.run_id in bulk_runs:
