@@ -9,7 +9,9 @@
       ksync.bulk_create_events   up to 1,000 events in one bulk request          (queue ``bulk``)
     ksync.finish_run           roll the items up into the run, advance the watermark
     ksync.sweep                finish runs, re-send lost tasks, restart stuck runs
-    ksync.retry_failed         replay a run's failed items as a new run
+    ksync.retry_failed         replay a run's failed items as a new run (a catalog run's: replay_catalog)
+    ksync.dispatch_catalog, ksync.sync_catalog, ksync.poll_stock, ksync.replay_catalog:
+                               the product catalog and its stock (workers/catalog_tasks.py)
 
 Arguments are ids and bounds (a connection id, a run id), never credentials or objects. Every
 task is safe to run twice: items are claimed before sending, and events carry a stable
