@@ -7,7 +7,8 @@ two warehouses. A few start out deactivated or deleted (old orders still name
 them), and one has a ``tax_exclusive_price`` that differs from its
 ``sale_price`` (the reference's price trap).
 
-Changes (price, status, stock) happen only through the stand-in's controls.
+Changes (price, status, stock, new products, a SKU removed) happen only through the stand-in's
+controls (``/_sandbox/products``, ``/_sandbox/skus/<id>/...``).
 Price and status edits move ``update_time``; stock edits do not (the reference
 leaves it open, and this forces a client to poll inventory search for stock,
 the safe assumption).
