@@ -45,6 +45,7 @@ from klaviyo.models import BulkImportJob
 from settings import ConfigError, Settings
 
 from . import clients, leases
+from .connections import is_env_connection
 from .payloads import load_event, load_profile, payload_hash
 from .sync import finish_if_done, stop
 
@@ -142,7 +143,7 @@ class Verdict:
 def auth_reason(exc: KlaviyoAuthError, connection_id: str | None = None) -> str:
     """The one line a person needs when Klaviyo refuses the key: the environment's connections name
     KLAVIYO_API_KEY, the others the connection to fix."""
-    where = ("KLAVIYO_API_KEY" if not connection_id or connection_id.startswith("default")
+    where = ("KLAVIYO_API_KEY" if not connection_id or is_env_connection(connection_id)
              else f"connection {connection_id}'s key (`ksync connections test {connection_id}`)")
     if exc.status == 403:
         return (f"Klaviyo refused the private key a scope it needs (403: {exc.message}): give {where} the "

@@ -289,3 +289,43 @@ def test_a_second_beat_firing_in_the_same_period_is_dropped(migrated_database, m
     on_demand = [make("s", "api") for _ in range(2)]
     assert first is not None and second is None and other_connection is not None
     assert all(run is not None for run in on_demand)
+
+
+def _failed_in(session, account, connection_id, key="buyer-1", kind="profile"):
+    run = make_run(session)
+    run.account, run.connection_id = account, connection_id
+    history.insert_items(session, run.id, [{"kind": kind, "key": key, "payload": {}}])
+    ids = history.item_ids(session, run.id, kind)
+    history.claim_items(session, ids, "o", 60)
+    history.fail_items(session, ids, "o", f"400 invalid in {account}")
+    return run, ids
+
+
+def test_a_failure_in_one_account_is_not_made_good_by_the_same_record_in_another(migrated_database):
+    """A buyer of two shops feeding two Klaviyo accounts: their profile failed in account A and
+    succeeded in B. A still needs attention; B's success and delivery vouch only for B."""
+    with session_scope() as s:
+        _failed_in(s, "acct-a", "shop-a")
+        run_b, _ = _failed_in(s, "acct-b", "shop-b")
+        replay = make_run(s)
+        replay.account, replay.connection_id = "acct-b", "shop-b"
+        history.insert_items(s, replay.id, [{"kind": "profile", "key": "buyer-1", "payload": {}}])
+        ids = history.item_ids(s, replay.id, "profile")
+        history.claim_items(s, ids, "o", 60)
+        history.succeed_items(s, ids, "o")  # replayed and made good in B only
+        _failed_in(s, "acct-b", "shop-b", key="order-9", kind="event")
+        ledger.mark_delivered(s, "acct-a", "shop-a", run_b.id, ["order-9"])  # delivered to A, not B
+    with session_scope() as s:
+        items, total = history.outstanding_failures(s)
+        assert total == 2
+        assert sorted((i.key, i.error) for i in items) == [("buyer-1", "400 invalid in acct-a"),
+                                                            ("order-9", "400 invalid in acct-b")]
+
+
+def test_outstanding_failures_of_one_connection_leave_the_others_out(migrated_database):
+    with session_scope() as s:
+        _failed_in(s, "acct-a", "shop-a")
+        _failed_in(s, "acct-a", "shop-c", key="buyer-2")
+    with session_scope() as s:
+        items, total = history.outstanding_failures(s, limit=10, connection_id="shop-c")
+        assert total == 1 and [i.key for i in items] == ["buyer-2"]
