@@ -246,6 +246,24 @@ def has_open_items(session: Session, run_id: str) -> bool:
                                                     SyncItem.status.in_(OPEN_ITEM_STATUSES)).limit(1)) is not None
 
 
+def superseded_profiles(session: Session, run_id: str, items: Sequence[SyncItem]) -> list[int]:
+    """Those of the run's profile items that a later plan of the same profile for the same Klaviyo
+    account replaces: planned after ours (a higher id), it is open or already delivered. Profile
+    totals come from the ledger at planning time, so of two runs planning one buyer (two shops
+    feeding one account) the later saw more; the earlier, retried past the later's send (a 429, a
+    dead worker), must not overwrite it with older totals."""
+    keys = {item.key: item.id for item in items if item.kind == "profile"}
+    if not keys:
+        return []
+    account = func.coalesce(session.scalar(select(SyncRun.account).where(SyncRun.id == run_id)), "")
+    rows = session.execute(
+        select(SyncItem.key, func.max(SyncItem.id)).join(SyncRun, SyncRun.id == SyncItem.run_id)
+        .where(SyncItem.kind == "profile", SyncItem.key.in_(list(keys)), func.coalesce(SyncRun.account, "") == account,
+               SyncItem.status.in_((*OPEN_ITEM_STATUSES, "succeeded")))
+        .group_by(SyncItem.key))
+    return sorted(keys[key] for key, newest in rows if newest > keys[key])
+
+
 def item_counts(session: Session, run_id: str) -> dict[tuple[str, str], int]:
     """``{(kind, status): n}`` for a run: the live progress and the final roll-up."""
     rows = session.execute(select(SyncItem.kind, SyncItem.status, func.count())

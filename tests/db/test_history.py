@@ -329,3 +329,31 @@ def test_outstanding_failures_of_one_connection_leave_the_others_out(migrated_da
     with session_scope() as s:
         items, total = history.outstanding_failures(s, limit=10, connection_id="shop-c")
         assert total == 1 and [i.key for i in items] == ["buyer-2"]
+
+
+def test_a_profile_planned_again_later_for_the_same_account_supersedes_the_earlier_one(migrated_database):
+    """Two shops feeding one account: the later plan of a shared buyer saw both shops' orders. The
+    earlier item, retried after the later one went out, must not overwrite it with older totals;
+    the same buyer in another account, or a later plan that stopped unsent, replaces nothing."""
+    def planned(s, account, key="buyer-1"):
+        run = make_run(s)
+        run.account = account
+        history.insert_items(s, run.id, [{"kind": "profile", "key": key, "payload": {}}])
+        return run, history.item_ids(s, run.id, "profile")
+
+    with session_scope() as s:
+        early, early_ids = planned(s, "acct-a")
+        _, other_ids = planned(s, "acct-a", key="buyer-2")
+        _, elsewhere_ids = planned(s, "acct-b")
+        later, later_ids = planned(s, "acct-a")
+        items = s.query(SyncItem).filter(SyncItem.id.in_(early_ids + other_ids)).all()
+        assert history.superseded_profiles(s, early.id, items) == early_ids
+        history.claim_items(s, later_ids, "o", 60)
+        history.succeed_items(s, later_ids, "o")
+        assert history.superseded_profiles(s, early.id, items) == early_ids  # delivered already: still newer
+        b_items = s.query(SyncItem).filter(SyncItem.id.in_(elsewhere_ids)).all()
+        assert history.superseded_profiles(s, b_items[0].run_id, b_items) == []
+        stopped, _ = planned(s, "acct-a", key="buyer-2")
+        s.flush()
+        history.stop_run(s, stopped.id, "Klaviyo rejected the private key")  # its buyer-2 item: unsent
+        assert history.superseded_profiles(s, early.id, items) == early_ids
