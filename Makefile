@@ -8,11 +8,13 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: demo test faults bench install clean
 
+# setuptools' notice that an editable install of a flat layout imports from this folder is what
+# we want (edits take effect without a reinstall): silenced, so that installing prints nothing.
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements.txt -r requirements-dev.txt
-	$(PY) -m pip install -q --no-deps -e .
+	PYTHONWARNINGS="ignore:Editable installation" $(PY) -m pip install -q --no-deps -e .
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -2,7 +2,9 @@
 
     python bench/pipeline.py [--noop-tasks 5000] [--post-tasks 2500] [--event-tasks 1500] [--probe-tasks 1000]
                              [--rounds 1] [--concurrency 2] [--orders 5000] [--backfill-workers 2]
-                             [--parts overhead,backfill] [--profile] [--probe-backfill] [--keep-logs DIR]
+                             [--parts overhead,backfill[,fairness]] [--profile] [--probe-backfill] [--keep-logs DIR]
+                             [--fairness-backfill-orders 5000] [--fairness-small-orders 600]
+                             [--fairness-window-days 0.9]
 
 Two measurements in one invocation (``/work/shared/reference/celery-redis.md``
 §8(b): side by side, same machine, ratios):
@@ -72,6 +74,10 @@ Two measurements in one invocation (``/work/shared/reference/celery-redis.md``
    where ``sync_shop``, ``bulk_create_events`` and ``bulk_import_profiles``
    spend their time.
 
+3. ``fairness`` (only when named in ``--parts``; ``bench/fairness.py``): one connection's
+   small incremental sync alone, then while another connection's backfill of
+   ``--fairness-backfill-orders`` runs; the ratio of its latencies (target <= 1.5).
+
 ``--database-url`` points both parts at a PostgreSQL server instead of the
 stack's SQLite file (a throwaway database per stack, dropped at the end); its
 server processes then count under "others".
@@ -109,12 +115,15 @@ if str(ROOT) not in sys.path:
 import psutil  # noqa: E402
 import redis  # noqa: E402
 
+from bench.fairness import fairness_table, measure_fairness  # noqa: E402
 from sandbox.redis import redis_server_binary  # noqa: E402
 from sandbox.stack import ALL_QUEUES, DEMO_KLAVIYO_KEY, CeleryProcess, LocalStack, worker  # noqa: E402
 
 log = logging.getLogger("bench.pipeline")
 
-PARTS = ("overhead", "backfill")
+PARTS = ("overhead", "backfill", "fairness")
+#: What runs without ``--parts``: fairness starts four stacks, so it is asked for by name.
+DEFAULT_PARTS = ("overhead", "backfill")
 #: The shared limiter's create_event budget is 3,500 per 60 s (+ margin); a phase stays clear of it.
 MAX_EVENT_PHASE = 3400
 #: Klaviyo stand-in limits for the overhead measurement: x1000, i.e. never in the way.
@@ -918,7 +927,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--concurrency", type=int, default=2, help="prefork processes per worker (default 2)")
     parser.add_argument("--orders", type=int, default=5000, help="orders seeded for the backfill (default 5000)")
     parser.add_argument("--backfill-workers", type=int, default=2, help="workers for the backfill (default 2)")
-    parser.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated subset of {','.join(PARTS)}")
+    parser.add_argument("--parts", default=",".join(DEFAULT_PARTS),
+                        help=f"comma-separated subset of {','.join(PARTS)} (default {','.join(DEFAULT_PARTS)})")
+    parser.add_argument("--fairness-backfill-orders", type=int, default=5000,
+                        help="fairness: orders of the connection that backfills (default 5000)")
+    parser.add_argument("--fairness-small-orders", type=int, default=600,
+                        help="fairness: orders (over 30 days) of the connection whose incremental sync is timed (default 600)")
+    parser.add_argument("--fairness-window-days", type=float, default=0.9,
+                        help="fairness: the incremental sync's window in days, under one (default 0.9)")
     parser.add_argument("--profile", action="store_true", help="add a cProfile phase to the overhead measurement")
     parser.add_argument("--probe-backfill", action="store_true",
                         help="run the backfill once more with probe workers and print its breakdown")
@@ -993,6 +1009,11 @@ def main(argv=None) -> int:
                 "bulk_target": TARGET_BULK_EVENTS_PER_S,
                 "bulk_target_met": b["bulk_events_per_s"]["median"] >= TARGET_BULK_EVENTS_PER_S,
             })
+        if "fairness" in args.parts:
+            f = measure_fairness(args, bench_database, activate)
+            tables.append(fairness_table(f))
+            result.update({"fairness_ratio": f["ratio"], "fairness_target": f["target"],
+                           "fairness_target_met": f["ratio"] <= f["target"], "fairness": f})
         if "overhead" in args.parts:
             result["overhead"] = {"concurrency": args.concurrency, "orders": m["orders"], "ratio": m["ratio"],
                                   "rounds": m["rounds"], "probe": m["probe"], "profile": m["profile"]}

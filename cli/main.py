@@ -204,11 +204,8 @@ def failures(limit: int, connection_id: str | None, as_json: bool) -> None:
     if connection_id:
         connection_id = connection(connection_id)
     with session_scope() as session:
-        items, total = history.outstanding_failures(session, None if connection_id else limit)
+        items, total = history.outstanding_failures(session, limit, connection_id)
         owners = {run_id: history.get_run(session, run_id).connection_id for run_id in {i.run_id for i in items}}
-    if connection_id:  # every outstanding failure was read: a handful, or there is a bigger problem
-        items = [i for i in items if owners[i.run_id] == connection_id]
-        total, items = len(items), items[:limit]
     if as_json:
         click.echo(json.dumps({"total": total, "failures": [
             {"kind": i.kind, "key": i.key, "run_id": i.run_id, "connection": owners[i.run_id],

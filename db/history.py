@@ -246,6 +246,24 @@ def has_open_items(session: Session, run_id: str) -> bool:
                                                     SyncItem.status.in_(OPEN_ITEM_STATUSES)).limit(1)) is not None
 
 
+def superseded_profiles(session: Session, run_id: str, items: Sequence[SyncItem]) -> list[int]:
+    """Those of the run's profile items that a later plan of the same profile for the same Klaviyo
+    account replaces: planned after ours (a higher id), it is open or already delivered. Profile
+    totals come from the ledger at planning time, so of two runs planning one buyer (two shops
+    feeding one account) the later saw more; the earlier, retried past the later's send (a 429, a
+    dead worker), must not overwrite it with older totals."""
+    keys = {item.key: item.id for item in items if item.kind == "profile"}
+    if not keys:
+        return []
+    account = func.coalesce(session.scalar(select(SyncRun.account).where(SyncRun.id == run_id)), "")
+    rows = session.execute(
+        select(SyncItem.key, func.max(SyncItem.id)).join(SyncRun, SyncRun.id == SyncItem.run_id)
+        .where(SyncItem.kind == "profile", SyncItem.key.in_(list(keys)), func.coalesce(SyncRun.account, "") == account,
+               SyncItem.status.in_((*OPEN_ITEM_STATUSES, "succeeded")))
+        .group_by(SyncItem.key))
+    return sorted(keys[key] for key, newest in rows if newest > keys[key])
+
+
 def item_counts(session: Session, run_id: str) -> dict[tuple[str, str], int]:
     """``{(kind, status): n}`` for a run: the live progress and the final roll-up."""
     rows = session.execute(select(SyncItem.kind, SyncItem.status, func.count())
@@ -377,25 +395,36 @@ def reported_failures(session: Session, kind_keys: Iterable[tuple[str, str]]) ->
     return {k: frozenset(v) for k, v in found.items()}
 
 
-def outstanding_failures(session: Session, limit: int = 50) -> tuple[list[SyncItem], int]:
+def outstanding_failures(session: Session, limit: int | None = 50,
+                         connection_id: str | None = None) -> tuple[list[SyncItem], int]:
     """Record failures not made good since, newest first, one per record (its latest failure), and
-    how many there are: no later item of the same record succeeded, no event of it was delivered,
-    and no order of it was read cleanly into the ledger since."""
+    how many there are: no later item of the same record in the same Klaviyo account succeeded, no
+    event of it was delivered to that account, and no order of it was read cleanly into that
+    account's ledger since. Accounts never vouch for each other: a buyer of two shops feeding two
+    accounts who failed in one still needs attention there. ``connection_id`` keeps that
+    connection's runs only."""
     from sqlalchemy.orm import aliased
 
     from .models import DeliveredEvent, LedgerOrder
 
-    later = aliased(SyncItem)
-    newest = (select(func.max(later.id)).where(later.kind == SyncItem.kind, later.key == SyncItem.key,
-                                               later.status.in_(("failed", "succeeded")))
+    later, later_run = aliased(SyncItem), aliased(SyncRun)
+    account = func.coalesce(SyncRun.account, "")
+    newest = (select(func.max(later.id)).join(later_run, later_run.id == later.run_id)
+              .where(later.kind == SyncItem.kind, later.key == SyncItem.key,
+                     later.status.in_(("failed", "succeeded")), func.coalesce(later_run.account, "") == account)
               .scalar_subquery())
-    query = select(SyncItem).where(
+    query = select(SyncItem).join(SyncRun, SyncRun.id == SyncItem.run_id).where(
         SyncItem.status == "failed", SyncItem.id == newest,
-        ~select(DeliveredEvent.event_key).where(DeliveredEvent.event_key == SyncItem.key).exists(),
-        ~select(LedgerOrder.order_id).where(SyncItem.kind == "order", LedgerOrder.order_id == SyncItem.key,
+        ~select(DeliveredEvent.event_key).where(DeliveredEvent.account == account,
+                                                DeliveredEvent.event_key == SyncItem.key).exists(),
+        ~select(LedgerOrder.order_id).where(SyncItem.kind == "order", LedgerOrder.account == account,
+                                            LedgerOrder.order_id == SyncItem.key,
                                             LedgerOrder.updated_at > SyncItem.updated_at).exists())
+    if connection_id is not None:
+        query = query.where(SyncRun.connection_id == connection_id)
     total = session.scalar(select(func.count()).select_from(query.subquery()))
-    return list(session.scalars(query.order_by(SyncItem.id.desc()).limit(limit))), total
+    ordered = query.order_by(SyncItem.id.desc())
+    return list(session.scalars(ordered if limit is None else ordered.limit(limit))), total
 
 
 def is_final(run: SyncRun) -> bool:

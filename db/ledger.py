@@ -168,6 +168,22 @@ def in_flight(session: Session, account: str, kind_keys: Iterable[tuple[str, str
     return found
 
 
+def open_profile_payloads(session: Session, account: str, external_ids: Iterable[str], exclude_run: str) -> dict[str, dict]:
+    """External id -> the payload of the profile open (pending or sending) in another running run
+    writing to the same account (the most recently planned one, if several). Another run's open
+    profile may carry older totals than ours: it was planned before our orders reached the ledger."""
+    found: dict[str, tuple[int, dict]] = {}
+    for chunk in chunks(sorted(set(external_ids))):
+        rows = session.execute(
+            select(SyncItem.id, SyncItem.key, SyncItem.payload).join(SyncRun, SyncRun.id == SyncItem.run_id)
+            .where(SyncItem.kind == "profile", SyncItem.key.in_(chunk), SyncItem.status.in_(OPEN_ITEM_STATUSES),
+                   SyncItem.run_id != exclude_run, SyncRun.status == "running", SyncRun.account == account))
+        for item_id, key, payload in rows:
+            if payload is not None and (key not in found or item_id > found[key][0]):
+                found[key] = (item_id, payload)
+    return {key: payload for key, (_, payload) in found.items()}
+
+
 def profile_hashes(session: Session, account: str, external_ids: Iterable[str]) -> dict[str, str]:
     result = {}
     for chunk in chunks(sorted(set(external_ids))):

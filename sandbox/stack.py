@@ -20,11 +20,14 @@ from pathlib import Path
 
 import psutil
 
+from .connection_specs import ConnectionSpec, account_labels, add_connections, check, klaviyo_accounts, klaviyo_key
 from .redis import EmbeddedRedis
 
 ROOT = Path(__file__).resolve().parent.parent
 ALL_QUEUES = "realtime,sync,profiles,events,bulk,backfill"
 DEMO_KLAVIYO_KEY = "pk_demo_ksync_0123456789"
+#: The environment's single connection: what a stack with ``connections`` leaves out of ``env``.
+ENV_CONNECTION_VARIABLES = ("KLAVIYO_API_KEY", "TIKTOK_ACCESS_TOKEN", "TIKTOK_REFRESH_TOKEN", "TIKTOK_SHOP_CIPHER")
 
 
 class CeleryProcess:
@@ -113,19 +116,32 @@ def beat(env: dict, log_dir: Path, name: str = "beat") -> CeleryProcess:
                          ready_marker="beat: Starting")
 
 
+def _secret_key() -> str:
+    from cryptography.fernet import Fernet
+
+    return Fernet.generate_key().decode()
+
+
 class LocalStack:
     """Redis (yours, or an embedded one), a database (yours, or SQLite), both stand-ins, K workers.
 
     ``env`` holds the settings every process uses; ``activate()`` applies them to
     the calling process too, so ``workers.api.enqueue_sync`` and the database
     helpers talk to the same stack.
+
+    By default the environment describes one connection (``default``: the stand-in's one shop
+    and one Klaviyo key). With ``connections`` (``ConnectionSpec``s), each spec gets its own
+    shop and the Klaviyo account it names, and ``start()`` adds them with ``ksync connections
+    add``; the environment then describes none (``ENV_CONNECTION_VARIABLES`` are left out).
+    ``shared_buyers`` is the share of each shop's orders placed by buyers the shops share.
     """
 
     def __init__(self, orders: int = 2000, workers: int = 2, concurrency: int = 2, days: float = 30,
                  seed: int = 7, redis_url: str | None = None, database_url: str | None = None,
                  klaviyo_limits: dict | None = None, klaviyo_scale: float = 1.0, malformed_ratio: float = 0.0,
                  extra_env: dict | None = None, work_dir: str | os.PathLike | None = None,
-                 redis_appendonly: bool = False, tiktok_kwargs: dict | None = None):
+                 redis_appendonly: bool = False, tiktok_kwargs: dict | None = None,
+                 connections: list[ConnectionSpec] | None = None, shared_buyers: float = 0.0):
         from sandbox.klaviyo import KlaviyoStandIn
         from sandbox.tiktok import TikTokStandIn
 
@@ -135,10 +151,19 @@ class LocalStack:
         self.database_url = database_url or f"sqlite:///{self.work_dir / 'ksync.sqlite3'}"
         self.embedded_redis = None if redis_url else EmbeddedRedis(data_dir=self.work_dir / "redis",
                                                                     appendonly=redis_appendonly)
-        self.klaviyo = KlaviyoStandIn(api_keys=(DEMO_KLAVIYO_KEY,), limits=klaviyo_limits,
-                                      rate_limit_scale=klaviyo_scale)
+        self.connections = tuple(connections or ())
+        check(self.connections)
+        tiktok_kwargs = dict(tiktok_kwargs or {})
+        if self.connections:
+            accounts = {"accounts": klaviyo_accounts(self.connections)}
+            tiktok_kwargs["shops"] = [{"name": spec.shop, "orders": spec.orders} for spec in self.connections]
+        else:
+            accounts = {"api_keys": (DEMO_KLAVIYO_KEY,)}
+        if shared_buyers:
+            tiktok_kwargs["shared_buyers"] = shared_buyers
+        self.klaviyo = KlaviyoStandIn(limits=klaviyo_limits, rate_limit_scale=klaviyo_scale, **accounts)
         self.tiktok = TikTokStandIn(orders=orders, days=days, seed=seed, malformed_ratio=malformed_ratio,
-                                    **(tiktok_kwargs or {}))
+                                    **tiktok_kwargs)
         self.worker_count = workers
         self.concurrency = concurrency
         self.extra_env = extra_env or {}
@@ -161,6 +186,7 @@ class LocalStack:
             self.tiktok.start()
             self.env = self._environment()
             upgrade(self.database_url)
+            add_connections(self.connections, self.tiktok, self.env, ROOT)
             if start_workers:
                 for i in range(self.worker_count):
                     self.add_worker(f"w{i + 1}")
@@ -178,7 +204,33 @@ class LocalStack:
             "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")])),
         })
         env.update({k: str(v) for k, v in self.extra_env.items()})
+        if self.connections:
+            for name in ENV_CONNECTION_VARIABLES:
+                env.pop(name, None)
+            env.setdefault("KSYNC_SECRET_KEY", _secret_key())
         return env
+
+    # -- several connections ------------------------------------------------------------------------
+
+    def connection(self, connection_id: str) -> ConnectionSpec:
+        found = next((spec for spec in self.connections if spec.id == connection_id), None)
+        if found is None:
+            raise KeyError(f"no connection {connection_id!r} in this stack")
+        return found
+
+    def shop_of(self, connection_id: str):
+        """The stand-in shop of a connection (``StandInShop``)."""
+        return self.tiktok.shop(self.connections.index(self.connection(connection_id)))
+
+    def account(self, label: str):
+        """The Klaviyo stand-in's account labelled ``label`` in the specs (``AccountView``)."""
+        if label not in account_labels(self.connections):
+            raise KeyError(f"no Klaviyo account {label!r} in this stack")
+        return self.klaviyo.account(klaviyo_key(label))
+
+    def shops_of_account(self, label: str) -> list:
+        """The shops of every connection writing to the account labelled ``label``."""
+        return [self.shop_of(spec.id) for spec in self.connections if spec.account == label]
 
     def add_worker(self, name: str, concurrency: int | None = None, wait: bool = True) -> CeleryProcess:
         process = worker(self.env, name, self.log_dir, concurrency or self.concurrency).start()

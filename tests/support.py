@@ -49,10 +49,12 @@ def wait_for_run(run_id: str, timeout: float = 240):
     raise AssertionError(f"run {run_id} did not finish within {timeout}s")
 
 
-def valid_orders(stack) -> list:
+def valid_orders(stack, shop=None) -> list:
+    """The valid orders of one stand-in shop (default: the first)."""
     from tiktok import InvalidOrder, parse_order
 
-    return [o for o in (parse_order(raw) for raw in stack.tiktok.orders()) if not isinstance(o, InvalidOrder)]
+    raws = stack.tiktok.shop(shop).orders()
+    return [o for o in (parse_order(raw) for raw in raws) if not isinstance(o, InvalidOrder)]
 
 
 def refunded_returns(stack, shop=None) -> list:
@@ -64,21 +66,24 @@ def refunded_returns(stack, shop=None) -> list:
     return sorted(returns, key=lambda r: (r.update_time, r.id))
 
 
-def expected_from(stack):
-    """Events and buyers the mapping rules imply for every valid order (and completed refund) the
-    TikTok stand-in holds: ``({event key: event}, {external id: BuyerStats})``. Profile totals are
-    net of refunds."""
+def expected_from(stack, shops=None):
+    """Events and buyers the mapping rules imply for every valid order (and completed refund) of
+    ``shops`` (stand-in shops, ciphers or indexes; default the first shop), as one Klaviyo account
+    fed by those shops holds them: ``({event key: event}, {external id: BuyerStats})``. A buyer of
+    several of the shops is one profile with totals over all of them, net of refunds."""
     from decimal import Decimal
 
     from workers.mapping import buyer_stats, event_key, external_id, ledger_entry, order_events
     from workers.refund_mapping import refund_unique_id, refunded_amount, refunded_order_event
 
-    orders = valid_orders(stack)
+    shops = [stack.tiktok.shop(s if isinstance(s, (str, int)) else s.cipher) for s in (shops or [0])]
+    orders = [o for shop in shops for o in valid_orders(stack, shop.cipher)]
     by_id = {o.id: o for o in orders}
     events = {event_key(e): e for o in orders for e in order_events(o)}
     refunds: dict[str, list] = {}
     taken: set[str] = set()
-    for ret in refunded_returns(stack):
+    returns = [r for shop in shops for r in refunded_returns(stack, shop.cipher)]
+    for ret in sorted(returns, key=lambda r: (r.update_time, r.id)):
         if ret.order_id not in by_id:
             continue
         unique_id = refund_unique_id(ret.order_id, ret.id, ret.order_id in taken)
@@ -97,10 +102,11 @@ def expected_from(stack):
     return events, profiles
 
 
-def klaviyo_events(stack) -> dict[str, dict]:
-    """The events the Klaviyo stand-in stores, by our event key; fails if one is stored twice."""
+def klaviyo_events(stack, account=None) -> dict[str, dict]:
+    """The events the Klaviyo stand-in stores (in ``account``, an ``AccountView``; default the
+    default account), by our event key; fails if one is stored twice."""
     keyed = {}
-    for e in stack.klaviyo.state()["events"]:
+    for e in (account or stack.klaviyo).state()["events"]:
         key = f"{e['metric']}|{e['unique_id']}"
         assert key not in keyed, f"Klaviyo holds {key} twice"
         keyed[key] = e

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 
 from db import connections as store
+from db import secrets
 from db.connections import SetupError
 from db.engine import session_scope
 from db.models import TikTokAuthorization
@@ -23,7 +24,7 @@ from tiktok import Shop, TikTokAPIError, TikTokReauthorizationRequired, TokenGra
 
 from .connection_setup import (RESERVED_ID, Picker, _insert, _options, _reactivate, _tiktok_failed, check_new_id,
                                choose_shop, klaviyo_account, require_secret_key, tiktok_client)
-from .connections import ENV_AUTHORIZATION
+from .connections import ENV_AUTHORIZATION, is_env_connection
 
 @dataclass(frozen=True)
 class Authorized:
@@ -65,10 +66,15 @@ def authorize_with_code(code: str, connection_id: str | None = None, klaviyo_api
     only shop without a connection) with ``klaviyo_api_key``; with a key and no id, one connection
     per shop still without one, named after the shop."""
     settings = settings or get_settings()
-    require_secret_key(settings)
+    secrets.configure(settings.secret_keys, settings.tiktok_app_secret)  # a malformed key: SecretKeyError
     with session_scope() as session:
         existing = store.get(session, connection_id) if connection_id else None
+        stored = any(not is_env_connection(c.id) for c in store.all_connections(session))
     creating = bool(klaviyo_api_key) and existing is None
+    if creating or stored or settings.secret_keys:
+        require_secret_key(settings)
+    # else only the environment's connections, re-authorized: their tokens, as ever, under the key
+    # derived from the app secret (what needs KSYNC_SECRET_KEY is a stored Klaviyo key)
     if connection_id and existing is None:
         check_new_id(connection_id)
         if not klaviyo_api_key:

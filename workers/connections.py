@@ -17,6 +17,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -85,6 +86,12 @@ class Options:
 
 def env_connection_ids(settings: Settings) -> list[str]:
     return ["default" if i == 0 else f"default-{i + 1}" for i in range(len(settings.shop_ciphers))]
+
+
+def is_env_connection(connection_id: str) -> bool:
+    """``default``, ``default-2``, ...: made from the environment, so its key is KLAVIYO_API_KEY
+    (a connection someone named ``default-eu`` is not)."""
+    return re.fullmatch(r"default(-[0-9]+)?", connection_id) is not None
 
 
 def env_describes(settings: Settings) -> list[str]:

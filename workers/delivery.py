@@ -45,6 +45,7 @@ from klaviyo.models import BulkImportJob
 from settings import ConfigError, Settings
 
 from . import clients, leases
+from .connections import is_env_connection
 from .payloads import load_event, load_profile, payload_hash
 from .sync import finish_if_done, stop
 
@@ -142,7 +143,7 @@ class Verdict:
 def auth_reason(exc: KlaviyoAuthError, connection_id: str | None = None) -> str:
     """The one line a person needs when Klaviyo refuses the key: the environment's connections name
     KLAVIYO_API_KEY, the others the connection to fix."""
-    where = ("KLAVIYO_API_KEY" if not connection_id or connection_id.startswith("default")
+    where = ("KLAVIYO_API_KEY" if not connection_id or is_env_connection(connection_id)
              else f"connection {connection_id}'s key (`ksync connections test {connection_id}`)")
     if exc.status == 403:
         return (f"Klaviyo refused the private key a scope it needs (403: {exc.message}): give {where} the "
@@ -295,6 +296,8 @@ def send_profile(run_id: str, item_id: int, owner: str, settings: Settings) -> O
     if not claimed:
         return outcome
     item = claimed[0]
+    if not _drop_superseded(run_id, claimed, owner):
+        return DONE
     profile_id = result = None
     if not _already_sent(run_id, [item]):
         try:
@@ -318,6 +321,19 @@ def send_profile(run_id: str, item_id: int, owner: str, settings: Settings) -> O
     _delivered(run_id, 1)
     finish_if_done(run_id)
     return Outcome(result=result)
+
+
+def _drop_superseded(run_id: str, claimed: list[SyncItem], owner: str) -> list[SyncItem]:
+    """The claimed profiles still worth sending. One a later plan replaces (``superseded_profiles``)
+    is recorded as succeeded without a request: the later item carries it, newer."""
+    with session_scope() as session:
+        dropped = set(history.superseded_profiles(session, run_id, claimed))
+        if dropped:
+            history.succeed_items(session, sorted(dropped), owner)
+    if dropped:
+        log.info("run %s: %d profile(s) left to a later plan of the same buyer", run_id, len(dropped))
+        finish_if_done(run_id)
+    return [item for item in claimed if item.id not in dropped]
 
 
 def _upsert_once(run_id: str, item: SyncItem):
@@ -412,6 +428,9 @@ def send_profile_batch(run_id: str, item_ids: Sequence[int], owner: str, setting
         claimed, shop, outcome = _claim(run_id, item_ids, owner, settings)
         if not claimed:
             return outcome
+        claimed = _drop_superseded(run_id, claimed, owner)
+        if not claimed:
+            return DONE
         claimed.sort(key=lambda i: i.id)  # job rows in id order: import errors point at row indexes
         try:
             with leases.held(owner, [i.id for i in claimed], settings.item_lease_seconds):

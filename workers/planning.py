@@ -38,6 +38,8 @@ class KnownState:
     ledger: dict[str, list[LedgerEntry]] = field(default_factory=dict)  # user_id -> entries, every shop of the account
     delivered: frozenset[str] = frozenset()                               # event keys Klaviyo confirmed
     in_flight: frozenset[tuple[str, str]] = frozenset()                   # (kind, key) open in other runs
+    #: external_id -> fingerprint of its profile open in another run: left to that run only if ours is the same.
+    in_flight_profiles: dict[str, str] = field(default_factory=dict)
     profile_hashes: dict[str, str] = field(default_factory=dict)          # external_id -> fingerprint
     #: (kind, key) -> fingerprints of record failures on file: the same record, unchanged, is not
     #: planned (and failed) again in every later run; it stays listed in the run that failed it.
@@ -129,7 +131,9 @@ def plan_window(orders: Iterable[Order], known: KnownState, with_events: bool = 
         key = external_id(user_id)
         if known.profile_hashes.get(key) == fingerprint:
             unchanged += 1
-        elif (PROFILE, key) in known.in_flight:
+        elif (PROFILE, key) in known.in_flight and known.in_flight_profiles.get(key, fingerprint) == fingerprint:
+            # The same profile is on its way in another run. A different one there was planned from an
+            # older ledger (before this shop's orders were in it, two shops feeding one account): ours goes too.
             elsewhere += 1
         elif known.already_failing(PROFILE, key, payload):
             failing += 1

@@ -205,6 +205,7 @@ def known_state(session, run: SyncRun, orders: list[Order], replay: bool = False
     Klaviyo account. A ``replay`` (of a run's failures) ignores the failures on file: sending those
     again is its point."""
     from .mapping import event_key, external_id, order_events
+    from .payloads import payload_hash
 
     account = run.account or ""
     user_ids = {o.user_id for o in orders}
@@ -216,6 +217,8 @@ def known_state(session, run: SyncRun, orders: list[Order], replay: bool = False
         ledger=ledger.ledger_entries(session, account, user_ids),
         delivered=delivered,
         in_flight=frozenset(ledger.in_flight(session, account, candidates, exclude_run=run.id)),
+        in_flight_profiles={key: payload_hash(payload) for key, payload in
+                            ledger.open_profile_payloads(session, account, profile_keys, exclude_run=run.id).items()},
         profile_hashes=ledger.profile_hashes(session, account, profile_keys),
         reported={} if replay else history.reported_failures(session, candidates),
         shop=run.shop, shop_names=shop_names or {},

@@ -148,7 +148,10 @@ def connections_of_shop(shop_id: str) -> list[str]:
 
 
 def oauth_callback():
-    """TikTok sends the seller here after consent, with ``code`` (and our ``state``)."""
+    """TikTok sends the seller here after consent, with ``code``. The code re-authorizes every
+    connection on the seller's shops (a ``needs_reauth`` one is active again); a shop without a
+    connection is named with the command that creates one, since creating needs a Klaviyo key
+    that never travels in a URL."""
     code = request.args.get("code", "")
     if not code:
         return _page("Authorization not completed", "TikTok sent no authorization code: start again from "
@@ -156,11 +159,17 @@ def oauth_callback():
     try:
         from .authorize import authorize_with_code
 
-        ids = authorize_with_code(code, state=request.args.get("state"))
+        result = authorize_with_code(code)
     except Exception as exc:  # shown to a person: one line, never a secret (exceptions carry none)
         log.warning("authorization callback failed: %s", exc)
         return _page("Authorization failed", f"{type(exc).__name__}: {exc}", 400)
-    return _page("Shop connected", "ksync can now sync: " + ", ".join(ids) + ". You can close this page.", 200)
+    said = []
+    if result.reauthorized:
+        said.append("ksync can now sync: " + ", ".join(result.reauthorized) + ".")
+    if result.unconnected:
+        said.append("Shops without a connection yet: " + ", ".join(f"{s.name} ({s.cipher})" for s in result.unconnected)
+                    + "; the authorization is saved: create one with `ksync connections add` and its Klaviyo key.")
+    return _page("Shop authorized", " ".join(said) + " You can close this page.", 200)
 
 
 def _page(title: str, text: str, status: int) -> Response:

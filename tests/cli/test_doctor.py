@@ -27,7 +27,9 @@ def test_doctor_says_ok_for_each_part_of_a_healthy_stack(make_stack):
     assert list(report) == ["config", "database", "redis", "workers", "beat", "klaviyo", "tiktok"], result.stdout
     assert all(status == "OK" for status, _ in report.values()), result.stdout
     assert result.returncode == 0 and "Traceback" not in result.stderr
-    assert report["workers"][1].startswith("sync: 1, profiles: 1, events: 1, bulk: 1")
+    # Every queue the app routes to, the lanes included, has a consumer.
+    assert report["workers"][1] == ("sync: 1, realtime: 1, profiles: 1, events: 1, bulk: 1, backfill: 1 "
+                                    "(1 worker)"), report["workers"]
     assert re.match(r"one beat \(\S+:\d+\), seen \d+ s ago", report["beat"][1])
     assert stack.tiktok.shop_cipher in report["tiktok"][1]
     assert stack.env["KLAVIYO_API_KEY"] not in result.stdout and stack.env["TIKTOK_APP_SECRET"] not in result.stdout

@@ -289,3 +289,71 @@ def test_a_second_beat_firing_in_the_same_period_is_dropped(migrated_database, m
     on_demand = [make("s", "api") for _ in range(2)]
     assert first is not None and second is None and other_connection is not None
     assert all(run is not None for run in on_demand)
+
+
+def _failed_in(session, account, connection_id, key="buyer-1", kind="profile"):
+    run = make_run(session)
+    run.account, run.connection_id = account, connection_id
+    history.insert_items(session, run.id, [{"kind": kind, "key": key, "payload": {}}])
+    ids = history.item_ids(session, run.id, kind)
+    history.claim_items(session, ids, "o", 60)
+    history.fail_items(session, ids, "o", f"400 invalid in {account}")
+    return run, ids
+
+
+def test_a_failure_in_one_account_is_not_made_good_by_the_same_record_in_another(migrated_database):
+    """A buyer of two shops feeding two Klaviyo accounts: their profile failed in account A and
+    succeeded in B. A still needs attention; B's success and delivery vouch only for B."""
+    with session_scope() as s:
+        _failed_in(s, "acct-a", "shop-a")
+        run_b, _ = _failed_in(s, "acct-b", "shop-b")
+        replay = make_run(s)
+        replay.account, replay.connection_id = "acct-b", "shop-b"
+        history.insert_items(s, replay.id, [{"kind": "profile", "key": "buyer-1", "payload": {}}])
+        ids = history.item_ids(s, replay.id, "profile")
+        history.claim_items(s, ids, "o", 60)
+        history.succeed_items(s, ids, "o")  # replayed and made good in B only
+        _failed_in(s, "acct-b", "shop-b", key="order-9", kind="event")
+        ledger.mark_delivered(s, "acct-a", "shop-a", run_b.id, ["order-9"])  # delivered to A, not B
+    with session_scope() as s:
+        items, total = history.outstanding_failures(s)
+        assert total == 2
+        assert sorted((i.key, i.error) for i in items) == [("buyer-1", "400 invalid in acct-a"),
+                                                            ("order-9", "400 invalid in acct-b")]
+
+
+def test_outstanding_failures_of_one_connection_leave_the_others_out(migrated_database):
+    with session_scope() as s:
+        _failed_in(s, "acct-a", "shop-a")
+        _failed_in(s, "acct-a", "shop-c", key="buyer-2")
+    with session_scope() as s:
+        items, total = history.outstanding_failures(s, limit=10, connection_id="shop-c")
+        assert total == 1 and [i.key for i in items] == ["buyer-2"]
+
+
+def test_a_profile_planned_again_later_for_the_same_account_supersedes_the_earlier_one(migrated_database):
+    """Two shops feeding one account: the later plan of a shared buyer saw both shops' orders. The
+    earlier item, retried after the later one went out, must not overwrite it with older totals;
+    the same buyer in another account, or a later plan that stopped unsent, replaces nothing."""
+    def planned(s, account, key="buyer-1"):
+        run = make_run(s)
+        run.account = account
+        history.insert_items(s, run.id, [{"kind": "profile", "key": key, "payload": {}}])
+        return run, history.item_ids(s, run.id, "profile")
+
+    with session_scope() as s:
+        early, early_ids = planned(s, "acct-a")
+        _, other_ids = planned(s, "acct-a", key="buyer-2")
+        _, elsewhere_ids = planned(s, "acct-b")
+        later, later_ids = planned(s, "acct-a")
+        items = s.query(SyncItem).filter(SyncItem.id.in_(early_ids + other_ids)).all()
+        assert history.superseded_profiles(s, early.id, items) == early_ids
+        history.claim_items(s, later_ids, "o", 60)
+        history.succeed_items(s, later_ids, "o")
+        assert history.superseded_profiles(s, early.id, items) == early_ids  # delivered already: still newer
+        b_items = s.query(SyncItem).filter(SyncItem.id.in_(elsewhere_ids)).all()
+        assert history.superseded_profiles(s, b_items[0].run_id, b_items) == []
+        stopped, _ = planned(s, "acct-a", key="buyer-2")
+        s.flush()
+        history.stop_run(s, stopped.id, "Klaviyo rejected the private key")  # its buyer-2 item: unsent
+        assert history.superseded_profiles(s, early.id, items) == early_ids

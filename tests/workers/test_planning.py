@@ -45,6 +45,23 @@ def test_records_in_flight_in_another_run_are_left_to_that_run():
     assert second.in_flight_elsewhere == 2
 
 
+def test_a_profile_in_flight_elsewhere_with_older_totals_is_planned_again_with_the_ledgers_newer_ones():
+    """Two shops feeding one account sync at once: the other run planned the shared buyer before
+    this shop's orders reached the ledger, so its profile undercounts; ours goes too."""
+    mine = order(order_id="2", user="u1")
+    other_shop = LedgerEntry(order_id="1", user_id="u1", status="COMPLETED", placed=True,
+                             total_amount=Decimal("10.00"), currency="USD", shop="other-shop")
+    theirs = plan_window([order(order_id="1", user="u1", total="10.00")], KnownState()).profiles[0]
+    in_flight = frozenset({(PROFILE, theirs.key)})
+    plan = plan_window([mine], KnownState(ledger={"u1": [other_shop]}, in_flight=in_flight,
+                                          in_flight_profiles={theirs.key: theirs.fingerprint}))
+    assert [p.key for p in plan.profiles] == [theirs.key] and plan.in_flight_elsewhere == 0
+    assert plan.profiles[0].payload != theirs.payload
+    same = plan_window([mine], KnownState(ledger={"u1": [other_shop]}, in_flight=in_flight,
+                                          in_flight_profiles={theirs.key: plan.profiles[0].fingerprint}))
+    assert same.profiles == [] and same.in_flight_elsewhere == 1
+
+
 def test_an_unchanged_profile_is_not_sent_again_but_a_changed_one_is():
     first = plan_window([order()], KnownState())
     hashes = {p.key: p.fingerprint for p in first.profiles}

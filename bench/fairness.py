@@ -1,0 +1,132 @@
+"""Fairness between connections: how much longer one connection's small incremental sync takes
+while another connection's large backfill runs, than alone (``bench/pipeline.py --parts fairness``).
+
+Two fresh stacks with the same seed, so the same orders, each with the same two connections
+added as ``ksync connections add`` adds them (``LocalStack(connections=...)``), on two Klaviyo
+accounts (so Klaviyo's limits of one do not slow the other: what is measured is the workers'
+and queues' share), Klaviyo's real limits, ``--backfill-workers`` workers of ``-c
+--concurrency`` on every queue:
+
+1. ``alone``: the small connection syncs the last ``--fairness-window-days`` (a window under a
+   day: the ``sync`` lane, as an incremental sync is), nothing else running;
+2. ``contended``: the large connection starts a 31-day backfill (the ``backfill`` lane); once
+   its first records have reached Klaviyo, the small connection's same sync is queued.
+
+Latency = the run's ``finished_at`` minus the moment it was queued. ``ratio`` = contended /
+alone (target <= 1.5). The backfill must still be running when the small sync finishes, or the
+contended figure measured nothing: ``overlapped`` says whether it was.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from sandbox.connection_specs import ConnectionSpec
+from sandbox.stack import LocalStack
+
+log = logging.getLogger("bench.fairness")
+
+TARGET_RATIO = 1.5
+BIG, SMALL = "backfill-shop", "small-shop"
+FINAL = ("succeeded", "partial", "failed", "skipped")
+
+
+def specs(args) -> list[ConnectionSpec]:
+    return [ConnectionSpec(BIG, "big", shop="Backfill Shop", orders=args.fairness_backfill_orders),
+            ConnectionSpec(SMALL, "small", shop="Small Shop", orders=args.fairness_small_orders)]
+
+
+def wait_final(run_id: str, timeout: float):
+    from db import history
+    from db.engine import session_scope
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with session_scope() as session:
+            run = history.get_run(session, run_id)
+            if run is not None and run.status in FINAL:
+                return run
+        time.sleep(0.05)
+    raise RuntimeError(f"run {run_id} not finished after {timeout:.0f}s")
+
+
+def run_status(run_id: str) -> str:
+    from db import history
+    from db.engine import session_scope
+
+    with session_scope() as session:
+        return history.get_run(session, run_id).status
+
+
+def small_sync(args) -> dict:
+    """Queue the small connection's incremental sync and wait for it: its latency and counts."""
+    from workers.api import enqueue_sync
+
+    queued = time.time()
+    run = wait_final(enqueue_sync(days_back=args.fairness_window_days, connection=SMALL), args.backfill_timeout)
+    if run.status not in ("succeeded", "partial"):
+        raise RuntimeError(f"the small sync {run.id} ended {run.status}: {run.error}")
+    return {"latency_s": run.finished_at.timestamp() - queued, "status": run.status,
+            "lane": (run.options or {}).get("lane"), "orders_read": run.orders_read, "records": run.success_count}
+
+
+def measure_once(args, contended: bool, database_url: str | None, activate) -> dict:
+    from workers.api import enqueue_sync
+
+    name = "contended" if contended else "alone"
+    stack = LocalStack(orders=args.fairness_small_orders, workers=args.backfill_workers, concurrency=args.concurrency,
+                       klaviyo_scale=1.0, database_url=database_url, connections=specs(args),
+                       extra_env={"KSYNC_LAG_SECONDS": "0"})
+    try:
+        stack.start()
+        activate(stack)
+        backfill_id = None
+        if contended:
+            backfill_id = enqueue_sync(days_back=31, connection=BIG)
+            big = stack.account("big")
+            deadline = time.monotonic() + args.backfill_timeout
+            while not any(r["status"] < 300 for r in big.requests() if r["op"] != "get_accounts"):
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the backfill sent nothing to Klaviyo")
+                time.sleep(0.05)
+        result = small_sync(args)
+        if contended:
+            result["overlapped"] = run_status(backfill_id) == "running"
+            backfill = wait_final(backfill_id, args.backfill_timeout)
+            result["backfill"] = {"status": backfill.status, "orders_read": backfill.orders_read,
+                                  "records": backfill.success_count, "seconds": backfill.duration_seconds}
+    finally:
+        stack.stop()
+    log.info("fairness %s: small sync %.2fs", name, result["latency_s"])
+    return result
+
+
+def measure_fairness(args, bench_database, activate) -> dict:
+    """``alone`` and ``contended`` per round, each on a fresh stack; ratios per round."""
+    rounds = []
+    for _ in range(args.rounds):
+        pair = {}
+        for contended in (False, True):
+            with bench_database(args.database_url) as database_url:
+                pair["contended" if contended else "alone"] = measure_once(args, contended, database_url, activate)
+        pair["ratio"] = pair["contended"]["latency_s"] / pair["alone"]["latency_s"]
+        rounds.append(pair)
+    ratios = sorted(r["ratio"] for r in rounds)
+    return {"rounds": rounds, "ratio": ratios[len(ratios) // 2], "target": TARGET_RATIO,
+            "backfill_orders": args.fairness_backfill_orders, "small_orders": args.fairness_small_orders,
+            "window_days": args.fairness_window_days}
+
+
+def fairness_table(m: dict) -> str:
+    lines = [f"fairness: a small incremental sync ({m['small_orders']} orders in its shop, the last "
+             f"{m['window_days']} days) alone and during another connection's backfill of {m['backfill_orders']} orders",
+             f"{'round':>5}  {'alone s':>8}  {'contended s':>11}  {'ratio':>6}  {'overlapped':>10}  records  backfill"]
+    for i, r in enumerate(m["rounds"], 1):
+        b = r["contended"]["backfill"]
+        lines.append(f"{i:>5}  {r['alone']['latency_s']:>8.2f}  {r['contended']['latency_s']:>11.2f}  "
+                     f"{r['ratio']:>6.2f}  {str(r['contended']['overlapped']):>10}  {r['alone']['records']:>7}  "
+                     f"{b['records']} records, {b['seconds'] or 0:.1f} s, {b['status']}")
+    verdict = "met" if m["ratio"] <= m["target"] else "NOT met"
+    lines.append(f"median ratio {m['ratio']:.2f} (target <= {m['target']}: {verdict})")
+    return "\n".join(lines)
