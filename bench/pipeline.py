@@ -2,9 +2,9 @@
 
     python bench/pipeline.py [--noop-tasks 5000] [--post-tasks 2500] [--event-tasks 1500] [--probe-tasks 1000]
                              [--rounds 1] [--concurrency 2] [--orders 5000] [--backfill-workers 2]
-                             [--parts overhead,backfill[,fairness]] [--profile] [--probe-backfill] [--keep-logs DIR]
-                             [--fairness-backfill-orders 5000] [--fairness-small-orders 600]
-                             [--fairness-window-days 0.9]
+                             [--parts overhead,backfill[,fairness][,scale]] [--profile] [--probe-backfill]
+                             [--keep-logs DIR] [--fairness-backfill-orders 5000] [--fairness-small-orders 600]
+                             [--fairness-window-days 0.9] [--scale-orders 10000,100000]
 
 Two measurements in one invocation (``/work/shared/reference/celery-redis.md``
 §8(b): side by side, same machine, ratios):
@@ -78,6 +78,11 @@ Two measurements in one invocation (``/work/shared/reference/celery-redis.md``
    small incremental sync alone, then while another connection's backfill of
    ``--fairness-backfill-orders`` runs; the ratio of its latencies (target <= 1.5).
 
+4. ``scale`` (only when named in ``--parts``; ``bench/scale.py``): the backfill of part 2 at
+   each of ``--scale-orders``, with each worker process's peak RSS sampled: bulk events/s
+   against the 2,500/s bulk ceiling (target >= 0.9) and the largest size's peak RSS over the
+   smallest's (target <= 1.5).
+
 ``--database-url`` points both parts at a PostgreSQL server instead of the
 stack's SQLite file (a throwaway database per stack, dropped at the end); its
 server processes then count under "others".
@@ -116,12 +121,13 @@ import psutil  # noqa: E402
 import redis  # noqa: E402
 
 from bench.fairness import fairness_table, measure_fairness  # noqa: E402
+from bench.scale import measure_scale, scale_table  # noqa: E402
 from sandbox.redis import redis_server_binary  # noqa: E402
 from sandbox.stack import ALL_QUEUES, DEMO_KLAVIYO_KEY, CeleryProcess, LocalStack, worker  # noqa: E402
 
 log = logging.getLogger("bench.pipeline")
 
-PARTS = ("overhead", "backfill", "fairness")
+PARTS = ("overhead", "backfill", "fairness", "scale")
 #: What runs without ``--parts``: fairness starts four stacks, so it is asked for by name.
 DEFAULT_PARTS = ("overhead", "backfill")
 #: The shared limiter's create_event budget is 3,500 per 60 s (+ margin); a phase stays clear of it.
@@ -648,12 +654,12 @@ def _measure_overhead(args, database_url: str | None) -> dict:
 
 # -- measurement 2: backfill through the bulk path -------------------------------------------------------
 
-def backfill_once(args, name: str, probe: bool = False) -> dict:
+def backfill_once(args, name: str, probe: bool = False, watch=None) -> dict:
     with bench_database(args.database_url) as database_url:
-        return _backfill_once(args, name, probe, database_url)
+        return _backfill_once(args, name, probe, database_url, watch)
 
 
-def _backfill_once(args, name: str, probe: bool, database_url: str | None) -> dict:
+def _backfill_once(args, name: str, probe: bool, database_url: str | None, watch=None) -> dict:
     from db import history
     from db.engine import session_scope
     from settings import get_settings
@@ -674,6 +680,8 @@ def _backfill_once(args, name: str, probe: bool, database_url: str | None) -> di
                 stack.workers.append(proc)
                 proc.start().wait_ready()
         activate(stack)
+        if watch is not None:  # e.g. bench.scale's RSS sampler
+            watch(stack)
         threshold = get_settings().bulk_threshold
         cpu_before = cpu_snapshot(stack, stack.workers)
         enqueued = time.time()
@@ -935,6 +943,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="fairness: orders (over 30 days) of the connection whose incremental sync is timed (default 600)")
     parser.add_argument("--fairness-window-days", type=float, default=0.9,
                         help="fairness: the incremental sync's window in days, under one (default 0.9)")
+    parser.add_argument("--scale-orders", default="10000,100000",
+                        help="scale: backfill sizes, comma-separated (default 10000,100000)")
     parser.add_argument("--profile", action="store_true", help="add a cProfile phase to the overhead measurement")
     parser.add_argument("--probe-backfill", action="store_true",
                         help="run the backfill once more with probe workers and print its breakdown")
@@ -946,6 +956,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--backfill-timeout", type=float, default=600, help="seconds per backfill run (default 600)")
     args = parser.parse_args(argv)
     args.parts = [p.strip() for p in args.parts.split(",") if p.strip()]
+    args.scale_orders = [int(n) for n in args.scale_orders.split(",") if n.strip()]
     unknown = set(args.parts) - set(PARTS)
     if unknown or not args.parts:
         parser.error(f"--parts: unknown {sorted(unknown)}" if unknown else "--parts is empty")
@@ -1014,6 +1025,11 @@ def main(argv=None) -> int:
             tables.append(fairness_table(f))
             result.update({"fairness_ratio": f["ratio"], "fairness_target": f["target"],
                            "fairness_target_met": f["ratio"] <= f["target"], "fairness": f})
+        if "scale" in args.parts:
+            sc = measure_scale(args, backfill_once)
+            tables.append(scale_table(sc))
+            result.update({"scale": sc, "scale_rss_ratio": sc["rss_ratio"],
+                           "scale_rss_target_met": sc["rss_ratio"] is not None and sc["rss_ratio"] <= sc["target_rss_ratio"]})
         if "overhead" in args.parts:
             result["overhead"] = {"concurrency": args.concurrency, "orders": m["orders"], "ratio": m["ratio"],
                                   "rounds": m["rounds"], "probe": m["probe"], "profile": m["profile"]}
