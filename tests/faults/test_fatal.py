@@ -16,11 +16,13 @@ from workers.mapping import FULFILLED_STATUSES, PAID_STATUSES
 
 
 def next_scheduled_run(after: set[str], timeout: float = 120) -> SyncRun:
-    """The next beat-triggered incremental run not in ``after``, once it is final."""
+    """The next beat-triggered incremental run of orders not in ``after``, once it is final (beat
+    also starts catalog and stock runs; those are not what this test follows)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with session_scope() as session:
-            runs = list(session.scalars(select(SyncRun).where(SyncRun.trigger == "beat", SyncRun.id.not_in(after))
+            runs = list(session.scalars(select(SyncRun).where(SyncRun.trigger == "beat", SyncRun.sync_type == "incremental",
+                                                                    SyncRun.id.not_in(after))
                                         .order_by(SyncRun.created_at)))
         if runs and runs[0].status in ("succeeded", "partial", "failed"):
             return runs[0]
