@@ -33,6 +33,7 @@ from settings import ConfigError, Settings, get_settings
 from tiktok import TikTokShopClient, TokenPair
 
 from . import clients
+from .mapping import RELAY_EMAIL_MODES
 from .ratelimit import LayeredLimiter, RedisRateLimiter, TikTokLimiter, klaviyo_limits
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,6 @@ log = logging.getLogger(__name__)
 CONTEXT_TTL_SECONDS = 30
 #: The environment's implicit connections share one authorization: the token pair of TIKTOK_*.
 ENV_AUTHORIZATION = "env"
-RELAY_EMAIL_CHOICES = ("identity", "property", "skip")
 
 
 @dataclass(frozen=True)
@@ -77,8 +77,8 @@ class Options:
             raise ConfigError(f"sync_interval_seconds must be at least 1, got {self.sync_interval_seconds}")
         if not 0 < self.rate_limit_share <= 1:
             raise ConfigError(f"rate_limit_share must be more than 0 and at most 1, got {self.rate_limit_share}")
-        if self.relay_email not in RELAY_EMAIL_CHOICES:
-            raise ConfigError(f"relay_email must be one of {', '.join(RELAY_EMAIL_CHOICES)}, got {self.relay_email!r}")
+        if self.relay_email not in RELAY_EMAIL_MODES:
+            raise ConfigError(f"relay_email must be one of {', '.join(RELAY_EMAIL_MODES)}, got {self.relay_email!r}")
 
 
 # The environment's implicit connections ----------------------------------------------------------

@@ -53,6 +53,8 @@ PAID_STATUSES = frozenset({
 })
 FULFILLED_STATUSES = frozenset({OrderStatus.IN_TRANSIT, OrderStatus.DELIVERED, OrderStatus.COMPLETED})
 IDENTITY, PROPERTY, SKIP = "identity", "property", "skip"
+#: What a connection's ``relay_email`` option may say (the CLI repeats them so that it starts without this module).
+RELAY_EMAIL_MODES = (IDENTITY, PROPERTY, SKIP)
 RELAY_PROPERTY = "tiktok_relay_email"
 
 
