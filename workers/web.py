@@ -162,7 +162,10 @@ def oauth_callback():
         result = authorize_with_code(code)
     except Exception as exc:  # shown to a person: one line, never a secret (exceptions carry none)
         log.warning("authorization callback failed: %s", exc)
-        return _page("Authorization failed", f"{type(exc).__name__}: {exc}", 400)
+        from db.connections import SetupError
+
+        said = str(exc) if isinstance(exc, SetupError) else f"{type(exc).__name__}: {exc}"  # ours read as they are
+        return _page("Authorization failed", said, 400)
     said = []
     if result.reauthorized:
         said.append("ksync can now sync: " + ", ".join(result.reauthorized) + ".")

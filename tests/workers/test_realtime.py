@@ -187,10 +187,12 @@ def test_deauthorization_stops_the_connection_until_it_is_authorized_again(live)
     assert skipped.status == "skipped" and "needs_reauth" in skipped.error
 
     # The seller consents again; TikTok redirects them to our callback with a code.
-    page = requests.get(web.url + "/oauth/tiktok/callback", params={"code": stack.tiktok.issue_auth_code(),
-                                                                    "state": "s1"}, timeout=30)
+    code = stack.tiktok.issue_auth_code()
+    page = requests.get(web.url + "/oauth/tiktok/callback", params={"code": code, "state": "s1"}, timeout=30)
     assert page.status_code == 200, page.text
     assert "ksync can now sync: default." in page.text
+    again = requests.get(web.url + "/oauth/tiktok/callback", params={"code": code, "state": "s1"}, timeout=30)
+    assert again.status_code == 400 and "<p>TikTok refused the authorization code" in again.text, again.text
     with session_scope() as session:
         assert store.get(session, "default").status == "active"
     resumed = wait_for_run(enqueue_sync(days_back=1))
