@@ -159,13 +159,27 @@ def delivered_keys(session: Session, account: str, keys: Iterable[str]) -> set[s
 def in_flight(session: Session, account: str, kind_keys: Iterable[tuple[str, str]], exclude_run: str) -> set[tuple[str, str]]:
     """(kind, key) pairs open (pending or sending) in another running run writing to the same account."""
     found: set[tuple[str, str]] = set()
+    others = _other_running_runs(session, account, exclude_run)
+    if not others:
+        return found
     for chunk in chunks(sorted(set(kind_keys))):
         rows = session.execute(
-            select(SyncItem.kind, SyncItem.key).join(SyncRun, SyncRun.id == SyncItem.run_id)
-            .where(tuple_(SyncItem.kind, SyncItem.key).in_(chunk), SyncItem.status.in_(OPEN_ITEM_STATUSES),
-                   SyncItem.run_id != exclude_run, SyncRun.status == "running", SyncRun.account == account))
+            select(SyncItem.kind, SyncItem.key)
+            .where(SyncItem.run_id.in_(others), tuple_(SyncItem.kind, SyncItem.key).in_(chunk),
+                   SyncItem.status.in_(OPEN_ITEM_STATUSES)))
         found.update((k, key) for k, key in rows)
     return found
+
+
+def _other_running_runs(session: Session, account: str, exclude_run: str) -> list[str]:
+    """The running runs writing to ``account`` besides ``exclude_run``: a handful at most.
+
+    Asked first so that the item probes above and below look only inside those runs (through the
+    (run, kind, key) unique index) and are skipped outright when there are none, as during a lone
+    backfill: probing every planned key against all of ``sync_items`` cost about half a PostgreSQL
+    core at 330,000 items."""
+    return list(session.scalars(select(SyncRun.id).where(
+        SyncRun.status == "running", SyncRun.account == account, SyncRun.id != exclude_run)))
 
 
 def open_profile_payloads(session: Session, account: str, external_ids: Iterable[str], exclude_run: str) -> dict[str, dict]:
@@ -173,11 +187,14 @@ def open_profile_payloads(session: Session, account: str, external_ids: Iterable
     writing to the same account (the most recently planned one, if several). Another run's open
     profile may carry older totals than ours: it was planned before our orders reached the ledger."""
     found: dict[str, tuple[int, dict]] = {}
+    others = _other_running_runs(session, account, exclude_run)
+    if not others:
+        return {}
     for chunk in chunks(sorted(set(external_ids))):
         rows = session.execute(
-            select(SyncItem.id, SyncItem.key, SyncItem.payload).join(SyncRun, SyncRun.id == SyncItem.run_id)
-            .where(SyncItem.kind == "profile", SyncItem.key.in_(chunk), SyncItem.status.in_(OPEN_ITEM_STATUSES),
-                   SyncItem.run_id != exclude_run, SyncRun.status == "running", SyncRun.account == account))
+            select(SyncItem.id, SyncItem.key, SyncItem.payload)
+            .where(SyncItem.run_id.in_(others), SyncItem.kind == "profile", SyncItem.key.in_(chunk),
+                   SyncItem.status.in_(OPEN_ITEM_STATUSES)))
         for item_id, key, payload in rows:
             if payload is not None and (key not in found or item_id > found[key][0]):
                 found[key] = (item_id, payload)

@@ -357,3 +357,25 @@ def test_a_profile_planned_again_later_for_the_same_account_supersedes_the_earli
         s.flush()
         history.stop_run(s, stopped.id, "Klaviyo rejected the private key")  # its buyer-2 item: unsent
         assert history.superseded_profiles(s, early.id, items) == early_ids
+
+
+def test_in_flight_sees_open_records_of_other_running_runs_of_the_same_account_only(migrated_database):
+    def run_with(account, status, key, item_status="pending"):
+        with session_scope() as s:
+            run = make_run(s)
+            run.account, run.status = account, status
+            history.insert_items(s, run.id, [{"kind": "profile", "key": key, "status": item_status,
+                                             "payload": {"external_id": key, "n": len(key)}}])
+            return run.id
+
+    mine = run_with("acct-a", "running", "tiktok:mine")
+    run_with("acct-a", "running", "tiktok:open")
+    run_with("acct-a", "running", "tiktok:sent", item_status="succeeded")
+    run_with("acct-a", "succeeded", "tiktok:finished-run")
+    run_with("acct-b", "running", "tiktok:other-account")
+    keys = ["tiktok:mine", "tiktok:open", "tiktok:sent", "tiktok:finished-run", "tiktok:other-account"]
+    with session_scope() as s:
+        assert ledger.in_flight(s, "acct-a", [("profile", k) for k in keys], exclude_run=mine) == {("profile", "tiktok:open")}
+        assert ledger.open_profile_payloads(s, "acct-a", keys, exclude_run=mine) == {
+            "tiktok:open": {"external_id": "tiktok:open", "n": 11}}
+        assert ledger.in_flight(s, "acct-c", [("profile", k) for k in keys], exclude_run=mine) == set()
