@@ -140,12 +140,45 @@ def stored_orders(session: Session, account: str, order_ids: Iterable[str] = (),
 
 
 def buyers_touched(session: Session, account: str, shop: str, since: datetime, after_user: str = "",
-                   limit: int = 1000) -> list[str]:
+                   limit: int = 1000, max_orders: int | None = None) -> list[str]:
     """Buyers of ``shop`` whose ledger rows were written since ``since``, in user id order from
-    ``after_user``: a streaming run plans their profiles page by page once its read is done."""
-    return list(session.scalars(select(LedgerOrder.user_id).where(
+    ``after_user``: a streaming run plans their profiles page by page once its read is done.
+
+    A page holds at most ``limit`` buyers and, with ``max_orders``, stops at the buyer whose orders
+    in the account take it past that many (always at least one buyer): planning a profile reads a
+    row of every order of the buyer, and a few buyers can hold a large share of a shop's orders."""
+    page = select(LedgerOrder.user_id).where(
         LedgerOrder.account == account, LedgerOrder.shop == shop, LedgerOrder.updated_at >= since,
-        LedgerOrder.user_id > after_user).group_by(LedgerOrder.user_id).order_by(LedgerOrder.user_id).limit(limit)))
+        LedgerOrder.user_id > after_user).group_by(LedgerOrder.user_id).order_by(LedgerOrder.user_id).limit(limit)
+    buyers = list(session.scalars(page))
+    if max_orders is None or not buyers:
+        return buyers
+    counts: dict[str, int] = {}
+    for chunk in chunks(buyers):
+        counts.update(session.execute(select(LedgerOrder.user_id, func.count()).where(
+            LedgerOrder.account == account, LedgerOrder.user_id.in_(chunk)).group_by(LedgerOrder.user_id)).all())
+    taken, total = [], 0
+    for user_id in buyers:
+        total += counts.get(user_id, 0)
+        if taken and total > max_orders:
+            break
+        taken.append(user_id)
+    return taken
+
+
+def newest_placed_orders(session: Session, account: str, shop: str, user_ids: Iterable[str]) -> list[dict]:
+    """The raw TikTok order each of these buyers placed last in ``shop`` (latest ``create_time``,
+    then order id): what a profile's name, address and contact come from. Their totals come from
+    ``ledger_entries``, so a buyer with thousands of orders costs one payload here, not thousands."""
+    newest = (select(LedgerOrder.payload, func.row_number().over(
+        partition_by=LedgerOrder.user_id,
+        order_by=(LedgerOrder.create_time.desc(), LedgerOrder.order_id.desc())).label("rank")))
+    found: list[dict] = []
+    for chunk in chunks(sorted(set(user_ids))):
+        ranked = newest.where(LedgerOrder.account == account, LedgerOrder.shop == shop, LedgerOrder.placed.is_(True),
+                              LedgerOrder.user_id.in_(chunk)).subquery()
+        found.extend(session.scalars(select(ranked.c.payload).where(ranked.c.rank == 1)))
+    return found
 
 
 def delivered_keys(session: Session, account: str, keys: Iterable[str]) -> set[str]:

@@ -32,8 +32,13 @@ log = logging.getLogger(__name__)
 #: Orders planned per batch: 10 TikTok pages. Bounds memory (a batch, its state snapshot and its
 #: items) and is large enough that each batch's few queries stay cheap per order.
 PLAN_BATCH_ORDERS = 1000
-#: Buyers whose profiles are planned per step once the read is done.
+#: Buyers whose profiles are planned per step once the read is done...
 PROFILE_PAGE = 1000
+#: ...and at most this many of their orders (a row each, for their totals), whichever comes first:
+#: a shop's best buyers can hold a third of its orders, and they sort together when user ids follow
+#: sign-up order, so a page bounded by buyers alone grew with the window (476 MB at 30,000 orders).
+#: A single buyer with more orders than this still makes a page of one.
+PROFILE_PAGE_ORDERS = 5000
 
 
 def stream_window(ctx, run_id: str, window: Window, heartbeat: Callable[[], None] | None,
@@ -201,7 +206,8 @@ def _plan_events(run_id: str, orders: list[Order], invalid: list[InvalidOrder], 
         return
     with session_scope() as session:
         run = session.get(SyncRun, run_id)
-        plan = plan_window(orders, known_state(session, run, orders, shop_names=names), with_profiles=False)
+        plan = plan_window(orders, known_state(session, run, orders, shop_names=names, profiles=False),
+                           with_profiles=False)
         if not run.dry_run:
             ledger.upsert_orders(session, run.account or "", run.connection_id, run.shop,
                                  [ledger_row(o) for o in plan.orders])
@@ -219,15 +225,17 @@ def _plan_events(run_id: str, orders: list[Order], invalid: list[InvalidOrder], 
 
 
 def _plan_profiles(run_id: str, since, dry_run_orders: list[Order] | None, counts: dict, send, names) -> None:
-    """One profile per buyer the window touched, planned from the ledger's orders of this shop and
-    the buyer's totals over the account, a page of buyers at a time (a dry run: from its orders)."""
+    """One profile per buyer the window touched, planned from the buyer's newest order in this shop
+    and their totals over the account (the ledger's rows), a page of buyers at a time (a dry run:
+    from its orders)."""
     after = ""
     while True:
         with session_scope() as session:
             run = session.get(SyncRun, run_id)
             if dry_run_orders is None:
-                buyers = ledger.buyers_touched(session, run.account or "", run.shop, since, after, PROFILE_PAGE)
-                raw = ledger.stored_orders(session, run.account or "", user_ids=buyers, shop=run.shop) if buyers else []
+                buyers = ledger.buyers_touched(session, run.account or "", run.shop, since, after, PROFILE_PAGE,
+                                               max_orders=PROFILE_PAGE_ORDERS)
+                raw = ledger.newest_placed_orders(session, run.account or "", run.shop, buyers) if buyers else []
             else:
                 buyers = sorted({o.user_id for o in dry_run_orders if o.user_id > after})[:PROFILE_PAGE]
         if not buyers:

@@ -200,15 +200,16 @@ def _progress(run_id: str, read: int, invalid: int) -> None:
 
 
 def known_state(session, run: SyncRun, orders: list[Order], replay: bool = False, shop_names: dict | None = None,
-                events: bool = True) -> KnownState:
+                events: bool = True, profiles: bool = True) -> KnownState:
     """Snapshot of our own state for the buyers and events these orders touch, in the run's
     Klaviyo account. A ``replay`` (of a run's failures) ignores the failures on file: sending those
-    again is its point."""
+    again is its point. ``events=False`` / ``profiles=False`` leave out what only planning those
+    needs (a streaming read plans events per batch, and each buyer's whole ledger only later)."""
     from .mapping import event_key, external_id, order_events
     from .payloads import payload_hash
 
     account = run.account or ""
-    user_ids = {o.user_id for o in orders}
+    user_ids = {o.user_id for o in orders} if profiles else set()
     event_keys = {event_key(e) for o in orders for e in order_events(o)} if events else set()
     profile_keys = {external_id(u) for u in user_ids}
     delivered = frozenset(ledger.delivered_keys(session, account, event_keys))
