@@ -195,19 +195,34 @@ def machine_busy_seconds() -> float:
     return t.user + t.nice + t.system + getattr(t, "irq", 0.0) + getattr(t, "softirq", 0.0)
 
 
+def postgres_cpu_seconds() -> float:
+    """CPU seconds of the machine's live PostgreSQL server processes (with ``--database-url``, the
+    throwaway database's backends are ours; a backend that exits takes its seconds with it)."""
+    total = 0.0
+    for p in psutil.process_iter(["name"]):
+        if p.info["name"] == "postgres":
+            try:
+                t = p.cpu_times()
+                total += t.user + t.system
+            except psutil.NoSuchProcess:
+                pass
+    return total
+
+
 def cpu_snapshot(stack: LocalStack, procs: list[CeleryProcess]) -> dict:
     """CPU seconds so far of our process groups, and of the whole machine (``all``)."""
     return {"worker": sum(cpu_seconds(p.process.pid, tree=True) for p in procs if p.process),
             "redis": cpu_seconds(stack.embedded_redis.process.pid) if stack.embedded_redis else 0.0,
-            "bench": cpu_seconds(os.getpid()), "all": machine_busy_seconds(), "wall": time.monotonic()}
+            "bench": cpu_seconds(os.getpid()), "postgres": postgres_cpu_seconds(),
+            "all": machine_busy_seconds(), "wall": time.monotonic()}
 
 
 def cpu_delta(before: dict, after: dict, per: float) -> dict:
     """CPU ms per task of each group, plus ``foreign_share``: the share of the machine's cores that
     processes other than ours (other people's tests, say) used over the same span; 0 on a quiet machine."""
-    ours = sum(after[g] - before[g] for g in ("worker", "redis", "bench"))
+    ours = sum(after[g] - before[g] for g in ("worker", "redis", "bench", "postgres"))
     span = after["wall"] - before["wall"]
-    out = {g: round((after[g] - before[g]) * 1000 / per, 3) for g in ("worker", "redis", "bench")}
+    out = {g: round((after[g] - before[g]) * 1000 / per, 3) for g in ("worker", "redis", "bench", "postgres")}
     foreign = (after["all"] - before["all"]) - ours
     out["foreign_share"] = round(max(0.0, foreign) / (span * (os.cpu_count() or 1)), 3) if span > 0 else None
     return out
@@ -749,7 +764,7 @@ def _backfill_once(args, name: str, probe: bool, database_url: str | None, watch
         "e2e_s": e2e, "timeline_s": {k: (round(v, 3) if v is not None else None) for k, v in timeline.items()},
         "task_runtimes_s": {task: {"n": len(v), "sum": round(sum(v), 3), "median": round(statistics.median(v), 3),
                                    "max": round(max(v), 3)} for task, v in sorted(runtimes.items())},
-        "cpu_s": {g: round(cpu_after[g] - cpu_before[g], 2) for g in ("worker", "redis", "bench")},
+        "cpu_s": {g: round(cpu_after[g] - cpu_before[g], 2) for g in ("worker", "redis", "bench", "postgres")},
         "foreign_share": cpu_delta(cpu_before, cpu_after, 1)["foreign_share"],
         "run": {k: v for k, v in run_info.items() if k not in ("started", "finished")},
         "bulk_threshold": threshold, "orders": args.orders,
@@ -891,7 +906,8 @@ def backfill_table(m: dict) -> str:
             "    task runtimes (Celery log, s): " + ", ".join(
                 f"{k.split('.')[-1]} n={v['n']} median {v['median']} max {v['max']}" for k, v in rt.items()),
             f"    CPU s during the run: workers {r['cpu_s']['worker']}, redis {r['cpu_s']['redis']}, "
-            f"stand-ins (this process) {r['cpu_s']['bench']}, others {100 * (r['foreign_share'] or 0):.0f}% of the "
+            f"stand-ins (this process) {r['cpu_s']['bench']}, postgres {r['cpu_s']['postgres']}, "
+            f"others {100 * (r['foreign_share'] or 0):.0f}% of the "
             f"cores; limiter denials "
             f"{sum(v['denials'] for v in r['limiter'].values())}",
         ]

@@ -60,7 +60,9 @@ def measure_scale(args, backfill_once) -> dict:
     sizes = []
     for orders in sorted(args.scale_orders):
         rss = PeakRSS()
-        run_args = type(args)(**{**vars(args), "orders": orders})
+        # --backfill-timeout is for part 2's few thousand orders; allow 30 ms an order here.
+        run_args = type(args)(**{**vars(args), "orders": orders,
+                                 "backfill_timeout": max(args.backfill_timeout, orders * 0.03)})
         try:
             result = backfill_once(run_args, f"scale-{orders}", watch=rss.watch)
         finally:
@@ -69,7 +71,10 @@ def measure_scale(args, backfill_once) -> dict:
                       "bulk_events_per_s": result["bulk_events_per_s"], "e2e_events_per_s": result["e2e_events_per_s"],
                       "ceiling_share": result["bulk_events_per_s"] / BULK_CEILING_EVENTS_PER_S,
                       "e2e_s": result["e2e_s"], "http_429": result["http_429"],
-                      "peak_worker_rss_mb": round(peak / 2**20, 1)})
+                      "peak_worker_rss_mb": round(peak / 2**20, 1),
+                      "cpu_s_per_1000_events": {g: round(1000 * v / max(result["events_sent"], 1), 2)
+                                                for g, v in result["cpu_s"].items()},
+                      "foreign_share": result["foreign_share"]})
     rss_ratio = sizes[-1]["peak_worker_rss_mb"] / sizes[0]["peak_worker_rss_mb"] if len(sizes) > 1 else None
     return {"sizes": sizes, "rss_ratio": rss_ratio, "target_rss_ratio": TARGET_RSS_RATIO,
             "bulk_ceiling_events_per_s": BULK_CEILING_EVENTS_PER_S, "target_ceiling_share": TARGET_CEILING_SHARE}
@@ -86,4 +91,9 @@ def scale_table(m: dict) -> str:
                     f" {s['peak_worker_rss_mb']:>12.1f}")
     if m["rss_ratio"] is not None:
         rows.append(f"  peak RSS, largest over smallest: {m['rss_ratio']:.2f}x")
+    rows.append("  CPU s per 1,000 events (whole run): workers / PostgreSQL / stand-ins / redis; others' share of the cores")
+    for s in m["sizes"]:
+        c = s["cpu_s_per_1000_events"]
+        rows.append(f"  {s['orders']:>8}  {c['worker']:.2f} / {c['postgres']:.2f} / {c['bench']:.2f} / {c['redis']:.2f};"
+                    f" others {100 * (s['foreign_share'] or 0):.0f}%")
     return "\n".join(rows)
