@@ -25,7 +25,6 @@ from tiktok.models import InvalidOrder, Order
 
 from .mapping import ledger_row
 from .planning import EVENT, PROFILE, plan_window
-from .readahead import read_ahead
 from .sync import PROGRESS_EVERY, Window, _progress, known_state, record_invalid
 
 log = logging.getLogger(__name__)
@@ -56,7 +55,7 @@ def stream_window(ctx, run_id: str, window: Window, heartbeat: Callable[[], None
     kept: list[Order] = []  # a dry run writes no ledger, so it keeps its orders for the profiles
     batch: list[Order] = []
     invalid: list[InvalidOrder] = []
-    for order in read_ahead(ctx.tiktok.search_orders(window.start, window.end)):
+    for order in ctx.tiktok.search_orders(window.start, window.end):
         counts["read"] += 1
         if isinstance(order, InvalidOrder):
             invalid.append(order)
