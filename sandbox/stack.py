@@ -33,17 +33,19 @@ ENV_CONNECTION_VARIABLES = ("KLAVIYO_API_KEY", "TIKTOK_ACCESS_TOKEN", "TIKTOK_RE
 class CeleryProcess:
     """One ``celery -A workers.app <command>`` process group, logging to a file."""
 
-    def __init__(self, args: list[str], env: dict, log_path: Path, ready_marker: str | None = None):
+    def __init__(self, args: list[str], env: dict, log_path: Path, ready_marker: str | None = None, nice: int = 0):
         self.args = args
         self.env = env
         self.log_path = log_path
         self.ready_marker = ready_marker
+        self.nice = nice
         self.process: subprocess.Popen | None = None
 
     def start(self) -> "CeleryProcess":
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
-        self.process = subprocess.Popen([sys.executable, "-m", "celery", "-A", "workers.app", *self.args],
+        niced = ["nice", "-n", str(self.nice)] if self.nice else []
+        self.process = subprocess.Popen([*niced, sys.executable, "-m", "celery", "-A", "workers.app", *self.args],
                                         env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
                                         start_new_session=True)
         log.close()
@@ -104,10 +106,12 @@ class CeleryProcess:
             self.kill()
 
 
-def worker(env: dict, name: str, log_dir: Path, concurrency: int = 2, queues: str = ALL_QUEUES) -> CeleryProcess:
+def worker(env: dict, name: str, log_dir: Path, concurrency: int = 2, queues: str = ALL_QUEUES,
+           nice: int = 0) -> CeleryProcess:
+    """A worker on ``queues``; ``nice`` > 0 starts it under ``nice -n`` (as the README's backfill workers)."""
     args = ["worker", "-Q", queues, "-c", str(concurrency), "-n", f"{name}@%h", "-E", "--loglevel", "INFO",
             "--without-gossip", "--without-mingle"]
-    return CeleryProcess(args, env, log_dir / f"{name}.log", ready_marker=" ready.")
+    return CeleryProcess(args, env, log_dir / f"{name}.log", ready_marker=" ready.", nice=nice)
 
 
 def beat(env: dict, log_dir: Path, name: str = "beat") -> CeleryProcess:
