@@ -29,6 +29,11 @@ broker_connection_retry_on_startup = True
 broker_transport_options = {
     "visibility_timeout": _s.visibility_timeout_seconds,
     "unacked_restore_interval": 10,
+    # A free worker process takes the first queue in its -Q list that has a message (kombu's
+    # "priority" order; the default takes them in turn): realtime, sync, profiles, events, bulk,
+    # backfill. A backfill gets the processes nothing else wants, so another connection's
+    # incremental sync is not sent at half speed while it runs (bench/pipeline.py --parts fairness).
+    "queue_order_strategy": "priority",
 }
 result_backend = None
 task_ignore_result = True
