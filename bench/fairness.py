@@ -32,6 +32,9 @@ TARGET_RATIO = 1.5
 #: than the incremental workers' whenever both want it, and all of it when nothing else runs.
 BACKFILL_NICE = 10
 OTHER_QUEUES = ",".join(q for q in ALL_QUEUES.split(",") if q != "backfill")
+#: Steps of the probe's send breakdown that the table shows (bench/pipeline_probe.py names them).
+PROBE_STEPS = ("task", "celery", "claim", "already_sent", "limiter", "http", "client.other", "set_markers",
+               "finish_if_done", "complete")
 BIG, SMALL = "backfill-shop", "small-shop"
 FINAL = ("succeeded", "partial", "failed", "skipped")
 
@@ -63,16 +66,23 @@ def run_status(run_id: str) -> str:
         return history.get_run(session, run_id).status
 
 
-def small_sync(args) -> dict:
-    """Queue the small connection's incremental sync and wait for it: its latency and counts."""
+def small_sync(args, stack: LocalStack) -> dict:
+    """Queue the small connection's incremental sync and wait for it: its latency, counts, and where
+    the time went (``phases_s``): queued until its task started, reading and planning until its first
+    request reached its Klaviyo account, the sends until the last, then the roll-up."""
     from workers.api import enqueue_sync
 
     queued = time.time()
     run = wait_final(enqueue_sync(days_back=args.fairness_window_days, connection=SMALL), args.backfill_timeout)
     if run.status not in ("succeeded", "partial"):
         raise RuntimeError(f"the small sync {run.id} ended {run.status}: {run.error}")
-    return {"latency_s": run.finished_at.timestamp() - queued, "status": run.status,
-            "lane": (run.options or {}).get("lane"), "orders_read": run.orders_read, "records": run.success_count}
+    sent = sorted(r["t"] for r in stack.account("small").requests() if r["op"] != "get_accounts" and r["t"] >= queued)
+    started, finished = run.started_at.timestamp(), run.finished_at.timestamp()
+    phases = {"waiting": started - queued, "reading": (sent[0] if sent else finished) - started,
+              "sending": (sent[-1] - sent[0]) if sent else 0.0, "finishing": finished - (sent[-1] if sent else finished)}
+    return {"latency_s": finished - queued, "status": run.status, "lane": (run.options or {}).get("lane"),
+            "orders_read": run.orders_read, "records": run.success_count,
+            "phases_s": {k: round(v, 3) for k, v in phases.items()}}
 
 
 def start_split_workers(stack: LocalStack, args) -> None:
@@ -87,17 +97,24 @@ def start_split_workers(stack: LocalStack, args) -> None:
         process.wait_ready()
 
 
-def measure_once(args, contended: bool, database_url: str | None, activate, topology: str = "shared") -> dict:
+def measure_once(args, contended: bool, database_url: str | None, activate, topology: str = "shared",
+                 probe=None) -> dict:
+    """One stack, one small sync (after the other connection's backfill has started, if
+    ``contended``). ``probe``: (start workers, read breakdown) of ``bench/pipeline_probe.py``, whose
+    workers (on every queue) then replace the plain ones: where the small sync's single sends spend
+    their time."""
     from workers.api import enqueue_sync
 
     name = f"{topology} {'contended' if contended else 'alone'}"
     split = topology == "split"
-    stack = LocalStack(orders=args.fairness_small_orders, workers=0 if split else args.backfill_workers,
+    stack = LocalStack(orders=args.fairness_small_orders, workers=0 if split or probe else args.backfill_workers,
                        concurrency=args.concurrency, klaviyo_scale=1.0, database_url=database_url,
                        connections=specs(args), extra_env={"KSYNC_LAG_SECONDS": "0"})
     try:
         stack.start()
-        if split:
+        if probe:
+            probe[0](stack, args)
+        elif split:
             start_split_workers(stack, args)
         activate(stack)
         backfill_id = None
@@ -109,7 +126,9 @@ def measure_once(args, contended: bool, database_url: str | None, activate, topo
                 if time.monotonic() > deadline:
                     raise RuntimeError("the backfill sent nothing to Klaviyo")
                 time.sleep(0.05)
-        result = small_sync(args)
+        result = small_sync(args, stack)
+        if probe:
+            result["breakdown_ms"] = probe[1](stack)
         if contended:
             result["overlapped"] = run_status(backfill_id) == "running"
             backfill = wait_final(backfill_id, args.backfill_timeout)
@@ -121,17 +140,19 @@ def measure_once(args, contended: bool, database_url: str | None, activate, topo
     return result
 
 
-def measure_fairness(args, bench_database, activate) -> dict:
+def measure_fairness(args, bench_database, activate, probe=None) -> dict:
     """``alone`` and ``contended`` per round and topology, each on a fresh stack; ratios per round.
-    The topologies alternate within a round, so the machine's load falls on both alike."""
+    The topologies alternate within a round, so the machine's load falls on both alike. With
+    ``probe`` (``--fairness-probe``), one topology: every (probe) worker on every queue."""
     by_topology = {}
+    topologies = ["shared"] if probe else args.fairness_topologies
     for _ in range(args.rounds):
-        for topology in args.fairness_topologies:
+        for topology in topologies:
             pair = {"topology": topology}
             for contended in (False, True):
                 with bench_database(args.database_url) as database_url:
                     pair["contended" if contended else "alone"] = measure_once(args, contended, database_url,
-                                                                              activate, topology)
+                                                                              activate, topology, probe)
             pair["ratio"] = pair["contended"]["latency_s"] / pair["alone"]["latency_s"]
             by_topology.setdefault(topology, []).append(pair)
     result = {"topologies": {}, "target": TARGET_RATIO, "backfill_orders": args.fairness_backfill_orders,
@@ -158,4 +179,15 @@ def fairness_table(m: dict) -> str:
                          f"{b['records']} records, {b['seconds'] or 0:.1f} s, {b['status']}")
         verdict = "met" if t["ratio"] <= m["target"] else "NOT met"
         lines.append(f"{topology:>8}  median ratio {t['ratio']:.2f} (target <= {m['target']}: {verdict})")
+        for i, r in enumerate(t["rounds"], 1):
+            for phase in ("alone", "contended"):
+                lines.append(f"{topology:>8}  {i:>5}  {phase:<9} s: " + ", ".join(
+                    f"{k} {v:.2f}" for k, v in r[phase]["phases_s"].items()))
+            if "breakdown_ms" not in r["alone"]:
+                continue
+            for phase in ("alone", "contended"):
+                steps = r[phase]["breakdown_ms"]
+                lines.append(f"{topology:>8}  {i:>5}  {phase:<9} small sync's track_event, wall ms per task: "
+                             + ", ".join(f"{k} {v['wall_ms']:.1f}" for k, v in steps.items()
+                                         if k in PROBE_STEPS))
     return "\n".join(lines)

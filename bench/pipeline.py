@@ -668,6 +668,22 @@ def _measure_overhead(args, database_url: str | None) -> dict:
             "event_ms_per_task": statistics.median(r["event"]["ms_per_task"] for r in rounds)}
 
 
+# -- measurement 3 (fairness) with probe workers ----------------------------------------------------------
+
+def start_probe_workers(stack: LocalStack, args) -> None:
+    """``--backfill-workers`` probe workers (``bench/pipeline_probe.py``) on every queue."""
+    for i in range(args.backfill_workers):
+        proc = AppWorker("bench.pipeline_probe", stack.env, f"p{i + 1}", stack.log_dir, args.concurrency, ALL_QUEUES)
+        stack.workers.append(proc)
+        proc.start().wait_ready()
+
+
+def small_sync_breakdown(stack: LocalStack) -> dict:
+    """Where the ``ksync.track_event`` tasks spent their time: only the small sync sends single
+    events (a backfill sends in bulk), so these are its own."""
+    return send_breakdown(probe_read(stack.redis_url).get(TRACK_EVENT, {}))
+
+
 # -- measurement 2: backfill through the bulk path -------------------------------------------------------
 
 def backfill_once(args, name: str, probe: bool = False, watch=None) -> dict:
@@ -960,6 +976,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="fairness: orders (over 30 days) of the connection whose incremental sync is timed (default 600)")
     parser.add_argument("--fairness-window-days", type=float, default=0.9,
                         help="fairness: the incremental sync's window in days, under one (default 0.9)")
+    parser.add_argument("--fairness-probe", action="store_true",
+                        help="fairness: probe workers on every queue (one layout), and where the small sync's "
+                             "single event sends spend their time, alone and contended")
     parser.add_argument("--fairness-topologies", default="shared,split",
                         help="fairness: worker layouts, comma-separated: shared (every worker on every queue), "
                              "split (backfill workers apart, niced) (default shared,split)")
@@ -1044,7 +1063,8 @@ def main(argv=None) -> int:
                 "bulk_target_met": b["bulk_events_per_s"]["median"] >= TARGET_BULK_EVENTS_PER_S,
             })
         if "fairness" in args.parts:
-            f = measure_fairness(args, bench_database, activate)
+            f = measure_fairness(args, bench_database, activate,
+                                 probe=(start_probe_workers, small_sync_breakdown) if args.fairness_probe else None)
             tables.append(fairness_table(f))
             result.update({"fairness_ratio": f["ratio"], "fairness_target": f["target"],
                            "fairness_ratio_by_topology": {k: v["ratio"] for k, v in f["topologies"].items()},
