@@ -429,40 +429,18 @@ def send_event_batch(run_id: str, item_ids: Sequence[int], owner: str, settings:
 def send_profile_batch(run_id: str, item_ids: Sequence[int], owner: str, settings: Settings) -> Outcome:
     """Up to 10,000 profiles as one Klaviyo bulk import job, polled to the end; rows the job
     reports as import errors are failed with Klaviyo's detail, the others succeed."""
-    job_id = _job_of(item_ids)
-    if job_id is None:
+    ref = _job_of(item_ids)
+    if ref is None:
         claimed, shop, outcome = _claim(run_id, item_ids, owner, settings)
         if not claimed:
             return outcome
         claimed = _drop_superseded(run_id, claimed, owner)
         if not claimed:
             return DONE
-        claimed.sort(key=lambda i: i.id)  # job rows in id order: import errors point at row indexes
-        try:
-            with leases.held(owner, [i.id for i in claimed], settings.item_lease_seconds):
-                ctx = _context(run_id)
-                list_id = customer_list_id(ctx)
-                job = ctx.klaviyo.bulk_import_profiles([load_profile(i.payload) for i in claimed],
-                                                             list_ids=[list_id] if list_id else ())
-        except KlaviyoValidationError as exc:
-            if (exc.pointer or "").startswith("/data/relationships/lists"):  # the cached list was deleted
-                clients.redis_client().delete(_list_cache_key(_context(run_id)))
-                with session_scope() as session:
-                    history.release_items(session, [i.id for i in claimed], owner, sent=False)
-                return Outcome(retry_in=0.5, reason="customer list gone")
-            index = exc.index  # the refused row's position in the job
-            if index is None:
-                return _settle(run_id, claimed, owner, exc, settings)
-            with session_scope() as session:
-                history.fail_items(session, [claimed[index].id], owner, exc.message, payload_hash(claimed[index].payload))
-                history.release_items(session, [i.id for i in claimed if i is not claimed[index]], owner)
-            return Outcome(retry_in=0.5, reason="invalid row removed")
-        except Exception as exc:
-            return _settle(run_id, claimed, owner, exc, settings)
-        job_id = job.job_id
-        with session_scope() as session:
-            history.set_external_ref(session, [i.id for i in claimed], owner, job_id)
-    return _finish_import_job(run_id, job_id, owner, settings)
+        ref, outcome = _start_import_job(run_id, claimed, owner, settings)
+        if ref is None:
+            return outcome
+    return _finish_import_job(run_id, ref, owner, settings)
 
 
 def _import_without_phone(run_id: str, item_ids: Sequence[int], owner: str, settings: Settings) -> Outcome:
@@ -470,19 +448,45 @@ def _import_without_phone(run_id: str, item_ids: Sequence[int], owner: str, sett
     claimed, _, outcome = _claim(run_id, item_ids, owner, settings)
     if not claimed:
         return outcome
-    claimed.sort(key=lambda i: i.id)
+    ref, outcome = _start_import_job(run_id, claimed, owner, settings, without_phone=True)
+    if ref is None:
+        return outcome
+    return _job_pending(ref, _jitter(1), "conflicts imported again without phone numbers", settings)
+
+
+def _start_import_job(run_id: str, claimed: list[SyncItem], owner: str, settings: Settings,
+                      without_phone: bool = False) -> tuple[str | None, Outcome]:
+    """Send the claimed profiles as one import job and mark them with its reference (prefixed
+    ``WITHOUT_PHONE`` when their phone numbers are left out): ``(ref, DONE)``. If Klaviyo refuses
+    the job: ``(None, what to do)``, a refused row failed on its own and the rest released."""
+    claimed.sort(key=lambda i: i.id)  # job rows in id order: import errors point at row indexes
+    profiles = [load_profile(i.payload) for i in claimed]
+    if without_phone:
+        profiles = [replace(p, phone_number=None) for p in profiles]
     try:
         with leases.held(owner, [i.id for i in claimed], settings.item_lease_seconds):
             ctx = _context(run_id)
             list_id = customer_list_id(ctx)
-            job = ctx.klaviyo.bulk_import_profiles([replace(load_profile(i.payload), phone_number=None) for i in claimed],
-                                                   list_ids=[list_id] if list_id else ())
+            job = ctx.klaviyo.bulk_import_profiles(profiles, list_ids=[list_id] if list_id else ())
+    except KlaviyoValidationError as exc:
+        if (exc.pointer or "").startswith("/data/relationships/lists"):  # the cached list was deleted
+            clients.redis_client().delete(_list_cache_key(_context(run_id)))
+            with session_scope() as session:
+                history.release_items(session, [i.id for i in claimed], owner, sent=False)
+            return None, Outcome(retry_in=0.5, reason="customer list gone")
+        index = exc.index  # the refused row's position in the job
+        if index is None:
+            return None, _settle(run_id, claimed, owner, exc, settings)
+        with session_scope() as session:
+            history.fail_items(session, [claimed[index].id], owner, exc.message, payload_hash(claimed[index].payload))
+            history.release_items(session, [i.id for i in claimed if i is not claimed[index]], owner)
+        return None, Outcome(retry_in=0.5, reason="invalid row removed")
     except Exception as exc:
-        return _settle(run_id, claimed, owner, exc, settings)
-    ref = WITHOUT_PHONE + job.job_id
+        return None, _settle(run_id, claimed, owner, exc, settings)
+    ref = (WITHOUT_PHONE if without_phone else "") + job.job_id
     with session_scope() as session:
         history.set_external_ref(session, [i.id for i in claimed], owner, ref)
-    return _job_pending(ref, _jitter(1), "conflicts imported again without phone numbers", settings)
+    return ref, DONE
 
 
 def _job_of(item_ids: Sequence[int]) -> str | None:
