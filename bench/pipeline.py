@@ -180,6 +180,11 @@ def cpu_seconds(pid: int, tree: bool = False) -> float:
         procs = [root, *(root.children(recursive=True) if tree else [])]
     except psutil.NoSuchProcess:
         return 0.0
+    return _cpu_of(procs)
+
+
+def _cpu_of(procs) -> float:
+    """user + system CPU seconds of ``procs``, skipping those that have exited."""
     total = 0.0
     for p in procs:
         try:
@@ -199,15 +204,7 @@ def machine_busy_seconds() -> float:
 def postgres_cpu_seconds() -> float:
     """CPU seconds of the machine's live PostgreSQL server processes (with ``--database-url``, the
     throwaway database's backends are ours; a backend that exits takes its seconds with it)."""
-    total = 0.0
-    for p in psutil.process_iter(["name"]):
-        if p.info["name"] == "postgres":
-            try:
-                t = p.cpu_times()
-                total += t.user + t.system
-            except psutil.NoSuchProcess:
-                pass
-    return total
+    return _cpu_of(p for p in psutil.process_iter(["name"]) if p.info["name"] == "postgres")
 
 
 def cpu_snapshot(stack: LocalStack, procs: list[CeleryProcess]) -> dict:
